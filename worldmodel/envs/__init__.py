@@ -1,0 +1,1 @@
+"""Environments: state vector envs (HalfCheetah-v5, the homework cheetah) and 64x64 pixel envs."""
