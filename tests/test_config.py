@@ -1,0 +1,100 @@
+"""The typed config loader on the state agent's config: files, overrides and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from worldmodel.agents.state_agent import StateAgentConfig
+from worldmodel.config import load_config, save_config
+from worldmodel.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+STATE_CONFIGS = ["state_default.yaml", "state_smoke.yaml", "state_halfcheetah_rs.yaml", "state_halfcheetah_cem.yaml"]
+
+
+@pytest.mark.parametrize("name", STATE_CONFIGS)
+def test_shipped_configs_load(name):
+    cfg = load_config(StateAgentConfig, CONFIGS / name)
+    assert isinstance(cfg, StateAgentConfig)
+
+
+def test_default_yaml_equals_dataclass_defaults():
+    assert load_config(StateAgentConfig, CONFIGS / "state_default.yaml") == StateAgentConfig()
+
+
+def test_homework_configs():
+    rs = load_config(StateAgentConfig, CONFIGS / "state_halfcheetah_rs.yaml")
+    cem = load_config(StateAgentConfig, CONFIGS / "state_halfcheetah_cem.yaml")
+    for cfg in (rs, cem):
+        assert cfg.env.id == "cheetah-cs285" and cfg.env.episode_length == 500
+        assert (cfg.model.ensemble_size, cfg.model.hidden_size, cfg.model.num_layers) == (5, 250, 2)
+        assert (cfg.planner.candidates, cfg.planner.horizon) == (1000, 15)
+    assert rs.planner.kind == "rs"
+    assert (cem.planner.kind, cem.planner.iterations, cem.planner.elites, cem.planner.alpha) == ("cem", 4, 5, 1.0)
+
+
+def test_overrides_apply_in_order_and_parse_types(tmp_path):
+    cfg = load_config(
+        StateAgentConfig,
+        CONFIGS / "state_smoke.yaml",
+        ["planner.horizon=1", "planner.candidates=50", "model.delta_norm=false", "seed=7", "seed=8"],
+    )
+    assert cfg.planner.horizon == 1 and cfg.planner.candidates == 50
+    assert cfg.model.delta_norm is False and cfg.seed == 8
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(StateAgentConfig, tmp_path / "config.yaml") == cfg  # the saved config round-trips
+
+
+def test_unknown_key_names_it_and_suggests():
+    with pytest.raises(ConfigError) as err:
+        load_config(StateAgentConfig, None, ["planner.horizn=3"])
+    message = str(err.value)
+    assert "planner.horizn" in message and "'horizon'" in message and "\n" not in message
+
+
+def test_unknown_section_key():
+    with pytest.raises(ConfigError, match="unknown config key 'trian'"):
+        load_config(StateAgentConfig, None, ["trian.iterations=3"])
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("planner.horizon=ten", "planner.horizon must be an integer"),
+        ("model.delta_norm=maybe", "model.delta_norm must be true or false"),
+        ("model.learning_rate=fast", "model.learning_rate must be a number"),
+        ("planner.kind=mppi", "planner.kind must be one of 'rs', 'cem'"),
+        ("logger=tensorboard", "logger must be one of"),
+    ],
+)
+def test_type_errors(override, expected):
+    with pytest.raises(ConfigError, match=expected):
+        load_config(StateAgentConfig, None, [override])
+
+
+@pytest.mark.parametrize(
+    "overrides,expected",
+    [
+        (["planner.elites=2000"], "planner.elites must be between 1 and planner.candidates"),
+        (["planner.horizon=0"], "planner.horizon must be >= 1"),
+        (["env.num_envs=0"], "env.num_envs must be >= 1"),
+        (["model.ensemble_size=0"], "model.ensemble_size must be >= 1"),
+        (["train.iterations=0"], "train.iterations must be >= 1"),
+        (["device=tpu"], "device must be auto, cpu or cuda"),
+    ],
+)
+def test_values_out_of_range(overrides, expected):
+    with pytest.raises(ConfigError, match=expected):
+        load_config(StateAgentConfig, None, overrides)
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="config file not found: .*nope.yaml"):
+        load_config(StateAgentConfig, CONFIGS / "nope.yaml")
+
+
+def test_malformed_override():
+    with pytest.raises(ConfigError, match="must look like key.sub=value"):
+        load_config(StateAgentConfig, None, ["planner.horizon"])

@@ -1,0 +1,187 @@
+"""scripts/export_video.py after a tiny training run: a readable mp4 of whole episodes (one frame
+per agent step), the return of each episode printed, and one clear line for bad input."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import pytest
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported: headless rendering
+
+REPO = Path(__file__).resolve().parents[1]
+EXPORT = REPO / "scripts" / "export_video.py"
+STATE_STEPS = 20
+PIXEL_STEPS = 8
+
+STATE_OVERRIDES = [
+    "logger=none",
+    f"env.episode_length={STATE_STEPS}",
+    "model.train_steps=10",
+    "planner.candidates=20",
+    "planner.elites=4",
+    "planner.iterations=1",
+    "train.iterations=1",
+]
+PIXEL_OVERRIDES = [
+    "logger=none",
+    f"env.max_episode_steps={PIXEL_STEPS}",
+    "train.episodes=2",
+    "train.seed_episodes=1",
+    "train.train_steps=1",
+    "train.batch_size=2",
+    "train.chunk_length=4",
+    "train.heldout_episodes=0",
+    "planner.candidates=8",
+    "planner.elites=2",
+    "planner.iterations=1",
+    "planner.horizon=3",
+]
+
+
+def run(args: list, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"), WANDB_MODE="disabled")
+    return subprocess.run(
+        [sys.executable, *map(str, args)], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def train(tmp_path_factory, obs: str, config: str, overrides: list[str]) -> Path:
+    logdir = tmp_path_factory.mktemp(obs) / "run"
+    result = run([REPO / "train" / "agent.py", "--obs", obs, "--config", config, "--logdir", logdir, *overrides])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return logdir
+
+
+@pytest.fixture(scope="module")
+def state_run(tmp_path_factory) -> Path:
+    return train(tmp_path_factory, "state", "configs/state_smoke.yaml", STATE_OVERRIDES)
+
+
+@pytest.fixture(scope="module")
+def pixel_run(tmp_path_factory) -> Path:
+    return train(tmp_path_factory, "pixels", "configs/pixels_smoke.yaml", PIXEL_OVERRIDES)
+
+
+def printed_returns(stdout: str) -> list[float]:
+    return [float(x) for x in re.findall(r"^episode \d+: return (-?[\d.]+) over \d+ steps$", stdout, re.M)]
+
+
+@pytest.mark.slow
+def test_state_agent_video_holds_whole_episodes(state_run, tmp_path):
+    out = tmp_path / "cheetah.mp4"
+    result = run([EXPORT, "--run", state_run, "--episodes", "2", "--out", out, "--device", "cpu"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(printed_returns(result.stdout)) == 2, result.stdout
+    assert f"wrote {out}" in result.stdout
+    video = iio.imread(out)
+    assert video.shape == (2 * STATE_STEPS, 256, 256, 3)
+    assert video.std() > 10  # a rendered scene, not a blank frame
+    assert iio.immeta(out)["fps"] == pytest.approx(20)  # HalfCheetah-v5 in real time
+
+
+@pytest.mark.slow
+def test_pixel_agent_video_side_by_side(pixel_run, tmp_path):
+    out = tmp_path / "cartpole.mp4"
+    result = run([EXPORT, "--run", pixel_run, "--side-by-side", "--out", out, "--fps", "10", "--device", "cpu"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(printed_returns(result.stdout)) == 1, result.stdout
+    video = iio.imread(out)
+    assert video.shape == (PIXEL_STEPS, 256, 512, 3)  # 64x64 real | reconstruction, upscaled 4x
+    assert iio.immeta(out)["fps"] == pytest.approx(10)
+
+
+@pytest.mark.slow
+def test_default_output_lands_in_the_run_folder(pixel_run):
+    result = run([EXPORT, "--run", pixel_run, "--device", "cpu"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert iio.imread(pixel_run / "rollout.mp4").shape == (PIXEL_STEPS, 256, 256, 3)
+
+
+@pytest.mark.slow
+def test_side_by_side_needs_a_pixel_agent(state_run, tmp_path):
+    result = run([EXPORT, "--run", state_run, "--side-by-side", "--out", tmp_path / "x.mp4"])
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: --side-by-side needs a pixel agent")
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def test_no_such_run_is_one_clear_line(tmp_path):
+    assert "no run folder" in one_error_line(run([EXPORT, "--run", tmp_path / "nothing"], timeout=120))
+
+
+def test_run_without_checkpoint_is_one_clear_line(tmp_path):
+    logdir = tmp_path / "run"
+    logdir.mkdir()
+    (logdir / "config.yaml").write_text((REPO / "configs" / "state_smoke.yaml").read_text())
+    assert "no checkpoint.pt" in one_error_line(run([EXPORT, "--run", logdir], timeout=120))
+
+
+def test_folder_without_config_is_one_clear_line(tmp_path):
+    assert "no config.yaml" in one_error_line(run([EXPORT, "--run", tmp_path], timeout=120))
+
+
+# ---- the filming helpers, without training -------------------------------------------------
+
+
+def test_record_state_episode_films_one_frame_per_step():
+    import numpy as np
+
+    from worldmodel.envs.state import StateEnvConfig, make_state_envs
+    from worldmodel.logging.rollout import record_state_episode
+
+    envs = make_state_envs(StateEnvConfig(id="HalfCheetah-v5", num_envs=1, episode_length=6))
+    try:
+        rollout = record_state_episode(envs, lambda obs: np.zeros((1, 6), np.float32), seed=0, size=64)
+    finally:
+        envs.close()
+    assert rollout.frames.shape == (6, 64, 64, 3) and rollout.frames.dtype == np.uint8
+    assert rollout.rewards.shape == (6,) and rollout.fps == 20
+    assert rollout.episode_return == pytest.approx(rollout.rewards.sum())
+    assert rollout.frames.std() > 10  # the scene, not a blank image
+
+
+class StubPixelPolicy:
+    """Acts with zeros; 'reconstructs' the inverted frame."""
+
+    def reset(self):
+        self.last = None
+
+    def act(self, obs, explore=False):
+        import numpy as np
+
+        self.last = obs
+        return np.zeros((obs.shape[0], 1), np.float32)
+
+    def reconstruct(self):
+        return 255 - self.last
+
+
+def test_record_pixel_episode_side_by_side():
+    import numpy as np
+
+    from worldmodel.envs.pixels import PixelEnvConfig, make_pixel_envs
+    from worldmodel.logging.rollout import pixel_env_fps, record_pixel_episode
+
+    envs = make_pixel_envs(PixelEnvConfig(id="dmc:cartpole-swingup", max_episode_steps=5), seed=0)
+    try:
+        rollout = record_pixel_episode(envs, StubPixelPolicy(), side_by_side=True, scale=2)
+        fps = pixel_env_fps(envs)
+    finally:
+        envs.close()
+    assert rollout.frames.shape == (5, 128, 256, 3)
+    left, right = rollout.frames[..., :128, :], rollout.frames[..., 128:, :]
+    assert np.array_equal(right, 255 - left)
+    assert fps == pytest.approx(1 / (0.01 * 8))  # cartpole: 0.01 s control step, action repeat 8

@@ -1,0 +1,225 @@
+"""The pixel agent: latent CEM on models with known rewards, the smoke run end to end from the
+command line, resume after SIGKILL, loading a trained agent, and bad input leaving nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from worldmodel.agents.pixel_agent import PixelPolicy, load_agent, trim_metrics
+from worldmodel.models.world_model import WorldModel, WorldModelConfig
+from worldmodel.planning.cem import CEMPlanner, PlannerConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "configs" / "pixels_smoke.yaml"
+ENV = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "WANDB_MODE": "offline"}
+
+
+def train_cmd(*args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "train" / "agent.py"), "--obs", "pixels", *args]
+
+
+def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(train_cmd(*args), cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def read_rows(logdir: Path) -> list[dict]:
+    return [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+# ---- latent CEM -----------------------------------------------------------------------------
+
+
+class KnownRewardModel:
+    """A stand-in latent model: the state of env b is its target action, and the imagined return of
+    a sequence is minus its squared distance to that target, so the best action is known."""
+
+    action_size = 2
+    device = torch.device("cpu")
+
+    def __init__(self, targets: torch.Tensor) -> None:
+        self.targets = targets  # (B, A)
+
+    def initial_state(self, batch_size: int) -> torch.Tensor:
+        return torch.zeros(batch_size, self.action_size)
+
+    def filter_step(self, state, action, obs, is_first) -> torch.Tensor:
+        return self.targets  # (B, A): the frame "tells" the model where the reward is
+
+    def imagine_returns(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return -((actions - state[:, None, None, :]) ** 2).sum(dim=(2, 3))  # (B, N)
+
+
+def test_latent_cem_chooses_each_envs_best_action_in_one_batched_call():
+    targets = torch.tensor([[0.5, -0.25], [-0.75, 0.0], [0.1, 0.9]])  # (B, A), one per env
+    box = torch.ones(2)
+    cfg = PlannerConfig(kind="cem", horizon=4, candidates=300, elites=30, iterations=6, init="gaussian")
+    planner = CEMPlanner(cfg, -box, box, generator=torch.Generator().manual_seed(0))
+    calls = []
+    original = planner.plan
+    planner.plan = lambda objective, batch_size: calls.append(batch_size) or original(objective, batch_size)
+    policy = PixelPolicy(KnownRewardModel(targets), planner)
+    policy.reset()
+    frames = np.zeros((3, 3, 64, 64), np.uint8)
+    actions = policy.act(frames)
+    assert actions.shape == (3, 2) and actions.dtype == np.float32
+    np.testing.assert_allclose(actions, targets.numpy(), atol=0.05)
+    assert calls == [3], "all envs must be planned in one call"
+
+
+def test_exploration_noise_moves_executed_actions_and_stays_in_the_box():
+    targets = torch.full((64, 2), 0.9)
+    box = torch.ones(2)
+    cfg = PlannerConfig(kind="cem", horizon=2, candidates=100, elites=10, iterations=4, init="gaussian")
+    generator = torch.Generator().manual_seed(0)
+    planner = CEMPlanner(cfg, -box, box, generator=generator)
+    policy = PixelPolicy(KnownRewardModel(targets), planner, exploration_noise=0.3, generator=generator)
+    policy.reset()
+    actions = policy.act(np.zeros((64, 3, 64, 64), np.uint8), explore=True)
+    assert np.abs(actions).max() <= 1.0
+    assert 0.1 < (actions - 0.9).std() < 0.3  # about the noise std, less where the box clips it
+
+
+def test_latent_cem_on_a_real_world_model_with_a_known_reward_head():
+    """A tiny real RSSM whose reward head is replaced by a known function of the belief: CEM's plan
+    must score at least as well as every constant action sequence, for every env."""
+    torch.manual_seed(0)
+    cfg = WorldModelConfig(belief_size=16, state_size=4, hidden_size=16, embedding_size=32, cnn_depth=4)
+    model = WorldModel(cfg, action_size=1)
+    model.reward = lambda h, z: h[..., 0] - h[..., 1]  # known, and moved by the actions through the GRU
+    frames = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    state = model.filter_step(model.initial_state(2), torch.zeros(2, 1), frames, torch.ones(2, dtype=torch.bool))
+    box = torch.ones(1)
+    planner_cfg = PlannerConfig(kind="cem", horizon=3, candidates=200, elites=20, iterations=6, init="gaussian")
+    planner = CEMPlanner(planner_cfg, -box, box, generator=torch.Generator().manual_seed(1))
+    plan = planner.plan(lambda actions: model.imagine_returns(state, actions), batch_size=2)  # (B, L, A)
+    assert plan.shape == (2, 3, 1)
+    planned = model.imagine_returns(state, plan[:, None])  # (B, 1)
+    constants = torch.linspace(-1, 1, 21)[None, :, None, None].expand(2, 21, 3, 1)  # (B, 21, L, A)
+    best_constant = model.imagine_returns(state, constants).max(dim=1).values  # (B,)
+    assert (planned[:, 0] >= best_constant - 1e-4).all(), (planned, best_constant)
+
+
+# ---- the command line -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    logdir = tmp_path_factory.mktemp("pixels") / "smoke"
+    started = time.perf_counter()
+    result = run_cli("--config", str(SMOKE), "--logdir", str(logdir), "logger=none")
+    assert result.returncode == 0, result.stderr[-3000:]
+    print(f"pixel smoke run: {time.perf_counter() - started:.1f}s")
+    return logdir
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_config_metrics_media_and_learns(smoke_run):
+    config = yaml.safe_load((smoke_run / "config.yaml").read_text())
+    assert config["env"]["id"] == "dmc:cartpole-swingup" and config["logger"] == "none"
+    rows = read_rows(smoke_run)
+    assert [row["episode"] for row in rows] == [2, 3]
+    for row in rows:
+        for key in ("env_steps", "episode", "recon_loss", "reward_loss", "kl_loss", "wall_time", "fps"):
+            assert key in row and row[key] is not None, (key, row)
+        assert "heldout_recon_loss" in row
+    assert any("AverageReturn" in row for row in rows)
+    assert rows[1]["env_steps"] > rows[0]["env_steps"] > 0
+    assert rows[1]["recon_loss"] < 0.8 * rows[0]["recon_loss"]
+    assert rows[1]["heldout_recon_loss"] < rows[0]["heldout_recon_loss"]
+    media = {path.name.rsplit("_", 1)[0]: path for path in (smoke_run / "media").iterdir()}
+    assert {"recon", "openl", "eval_episode"} <= set(media)
+    grid = iio.imread(media["recon"])
+    assert grid.dtype == np.uint8 and grid.shape[0] == 2 * grid.shape[1] // 8  # truth over reconstruction, 8 frames
+    openl = iio.imread(media["openl"])  # (T, 3H, B W, C): truth / model / error rows
+    assert openl.shape[0] == 10 and openl.shape[1] == 3 * 64 * 2
+    assert (smoke_run / "checkpoint.pt").is_file()
+
+
+@pytest.mark.slow
+def test_load_agent_acts_and_reconstructs(smoke_run):
+    policy = load_agent(smoke_run, device="cpu")
+    envs = policy.make_envs(num_envs=2, seed=3)
+    try:
+        obs = envs.reset()
+        policy.reset()
+        actions = policy.act(obs)
+        assert actions.shape == (2, 1) and np.abs(actions).max() <= 1.0
+        seen = policy.reconstruct()
+        assert seen.shape == obs.shape and seen.dtype == np.uint8
+        obs, reward, done = envs.step(actions)
+        assert policy.act(obs).shape == (2, 1)
+    finally:
+        envs.close()
+
+
+@pytest.mark.slow
+def test_sigkill_after_a_checkpoint_then_resume_loses_nothing(tmp_path):
+    logdir = tmp_path / "killed"
+    proc = subprocess.Popen(
+        train_cmd("--config", str(SMOKE), "--logdir", str(logdir), "logger=none"),
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 240
+    while not (logdir / "checkpoint.pt").is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (logdir / "checkpoint.pt").is_file()
+    with (logdir / "metrics.jsonl").open("a") as f:  # a row logged after the checkpoint, then lost
+        f.write(json.dumps({"episode": 99, "recon_loss": 1.0}) + "\n")
+
+    result = run_cli("--resume", str(logdir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    episodes = [row["episode"] for row in read_rows(logdir)]
+    assert episodes == [2, 3], episodes  # the uninterrupted run's rows, none twice
+    assert yaml.safe_load((logdir / "config.yaml").read_text())["logger"] == "none"
+
+
+def test_trim_metrics_drops_rows_past_the_checkpoint(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"episode": e}) + "\n" for e in (2, 3, 4)) + '{"episode": 5, "rec')
+    trim_metrics(path, 3)
+    assert [json.loads(line)["episode"] for line in path.read_text().splitlines()] == [2, 3]
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--config", str(SMOKE), "--env", "dmc:nodomain-run"], ["unknown dm_control domain", "cartpole"]),
+        (["--config", str(SMOKE), "--env", "dmc:cartpole-fly"], ["unknown task", "swingup"]),
+        (["--config", str(SMOKE), "env.image_size=32"], ["64", "(C, 64, 64)"]),
+        (["--config", str(SMOKE), "replay.capacity_mb=0.01"], ["replay.capacity_mb", "chunk"]),
+        (["--config", str(SMOKE), "train.chunk_length=1"], ["train.chunk_length"]),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_leaves_no_logdir(tmp_path, args, words):
+    logdir = tmp_path / "run"
+    result = run_cli("--logdir", str(logdir), *args, timeout=120)
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    assert not logdir.exists()
+
+
+def test_resuming_a_folder_without_a_run_is_a_clear_error(tmp_path):
+    result = run_cli("--resume", str(tmp_path / "nothing"), timeout=120)
+    assert result.returncode == 2 and result.stderr.strip().startswith("error: cannot resume"), result.stderr
+    assert not (tmp_path / "nothing").exists()

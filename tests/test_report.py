@@ -1,0 +1,53 @@
+"""scripts/report.py: runs grouped by config (seed ignored), the seeds' table and the plot."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from worldmodel.agents.state_agent import StateAgentConfig
+from worldmodel.config import load_config, save_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_report():
+    spec = importlib.util.spec_from_file_location("report", ROOT / "scripts" / "report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_run(folder: Path, kind: str, seed: int, returns: list[float]) -> Path:
+    folder.mkdir(parents=True)
+    save_config(load_config(StateAgentConfig, None, [f"planner.kind={kind}", f"seed={seed}"]), folder / "config.yaml")
+    rows = [{"Iteration": i, "AverageReturn": r} for i, r in enumerate(returns)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return folder
+
+
+def test_table_groups_seeds_and_plot_is_written(tmp_path, capsys):
+    runs = [
+        fake_run(tmp_path / "rs1", "rs", 1, [0.0, 10.0]),
+        fake_run(tmp_path / "rs2", "rs", 2, [0.0, 20.0]),
+        fake_run(tmp_path / "cem1", "cem", 1, [5.0, 30.0, 40.0]),
+        fake_run(tmp_path / "cem2", "cem", 2, [5.0, 34.0, 44.0]),
+    ]
+    out = tmp_path / "report.md"
+    assert load_report().main([str(r) for r in runs] + ["--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    lines = [line for line in table.splitlines() if line.startswith("| planner.kind")]
+    assert lines == [
+        "| planner.kind=rs | 2 | 1, 2 | 1 | 15.00 | 5.00 |",
+        "| planner.kind=cem | 2 | 1, 2 | 2 | 42.00 | 2.00 |",
+    ]
+    assert table in out.read_text()
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_not_a_run_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="is not a run folder"):
+        load_report().main([str(tmp_path)])

@@ -1,0 +1,169 @@
+"""The state agent end to end: the smoke config from the command line, resume, loading a trained
+agent, an MPC step on a known system, and bad input leaving nothing behind."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from worldmodel.agents.state_agent import StatePolicy, load_agent, main, trim_metrics
+from worldmodel.envs.state import state_env_spec
+from worldmodel.models.dynamics import DynamicsEnsemble, EnsembleConfig
+from worldmodel.planning.cem import CEMPlanner, PlannerConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "configs" / "state_smoke.yaml"
+ENV = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "WANDB_MODE": "offline"}
+KEYS = ["Iteration", "AverageReturn", "StdReturn", "MinimumReturn", "MaximumReturn", "DynamicsMSE"]
+KEYS += ["EnvSteps", "TrainTime", "CollectTime"]
+
+
+def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "train" / "agent.py"), "--obs", "state", *args]
+    return subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def read_rows(logdir: Path) -> list[dict]:
+    return [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    logdir = tmp_path_factory.mktemp("state") / "smoke"
+    result = run_cli("--config", str(SMOKE), "--logdir", str(logdir), "logger=none")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return logdir
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_config_metrics_and_loss_curves(smoke_run):
+    saved = yaml.safe_load((smoke_run / "config.yaml").read_text())
+    assert saved["planner"]["candidates"] == 50 and saved["env"]["id"] == "HalfCheetah-v5"
+    rows = read_rows(smoke_run)
+    assert [row["Iteration"] for row in rows] == [0, 1]
+    for row in rows:
+        assert set(KEYS) <= set(row), set(KEYS) - set(row)
+        assert all(isinstance(row[key], (int, float)) for key in KEYS)
+        assert row["MinimumReturn"] <= row["AverageReturn"] <= row["MaximumReturn"]
+        assert row["DynamicsMSE"] > 0
+    assert rows[1]["EnvSteps"] > rows[0]["EnvSteps"]
+    for i in (0, 1):
+        png = smoke_run / f"itr_{i}_loss_curve.png"
+        assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
+    assert (smoke_run / "checkpoint.pt").is_file()
+
+
+@pytest.mark.slow
+def test_resume_continues_without_duplicate_rows(smoke_run, tmp_path):
+    # Continue the finished 2-iteration run for a third iteration, in process (faster than a subprocess).
+    main(overrides=["train.iterations=3"], resume=smoke_run)
+    rows = read_rows(smoke_run)
+    assert [row["Iteration"] for row in rows] == [0, 1, 2]
+    assert rows[2]["EnvSteps"] > rows[1]["EnvSteps"]
+
+
+@pytest.mark.slow
+def test_load_agent_acts_in_its_env(smoke_run):
+    policy = load_agent(smoke_run, device="cpu")
+    envs = policy.make_env(num_envs=2)
+    obs, _ = envs.reset(seed=0)
+    policy.reset()
+    actions = policy.act(obs)
+    assert actions.shape == (2, 6) and np.all(np.abs(actions) <= 1)
+    envs.step(actions)
+    envs.close()
+
+
+def test_trim_metrics_drops_rows_past_the_checkpoint(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"Iteration": i}) + "\n" for i in range(4)))
+    trim_metrics(path, 2)
+    assert [row["Iteration"] for row in read_rows(tmp_path)] == [0, 1]
+
+
+def test_mpc_step_on_a_known_model_runs_forward():
+    """An untrained ensemble told that x' = x + 0.05 * a[0] (through its target statistics):
+    MPC on HalfCheetah's reward must push the first action dim to +1."""
+    spec = state_env_spec("HalfCheetah-v5")
+    model = DynamicsEnsemble(
+        EnsembleConfig(ensemble_size=2, hidden_size=8), obs_size=18, action_size=6, model_input_dims=spec.model_input_dims
+    )
+    with torch.no_grad():
+        for layer in model.mlp.layers:
+            layer.weight.zero_()
+            layer.bias.zero_()
+        model.mlp.layers[-1].bias[:, 0, 0] = 1.0  # constant normalised delta of 1 for x ...
+        model.target_norm.std.zero_()  # ... scaled to 0: then x moves only through the mean
+        model.target_norm.mean[0] = 0.05  # every step moves x forward by the same 0.05
+    planner = CEMPlanner(PlannerConfig(horizon=3, candidates=300, iterations=3, elites=30), -torch.ones(6), torch.ones(6))
+    policy = StatePolicy(model, planner, spec)
+    actions = policy.act(np.zeros((3, 18)))  # (B, A)
+    # Forward progress is the same for every action, so only the control cost matters: actions near 0.
+    assert actions.shape == (3, 6) and np.abs(actions).max() < 0.35
+
+
+# ---- bad input ------------------------------------------------------------------------------
+
+BAD_INPUTS = {
+    "unknown env id": (["--env", "Hopper-v9"], "unknown state environment 'Hopper-v9'; supported: HalfCheetah-v5"),
+    "unknown key": (["planner.horizn=3"], "unknown config key 'planner.horizn'"),
+    "elites > candidates": (["planner.candidates=10", "planner.elites=20"], "planner.elites must be between 1 and"),
+    "horizon < 1": (["planner.horizon=0"], "planner.horizon must be >= 1"),
+    "missing config": (["--config", "configs/no_such_file.yaml"], "config file not found"),
+}
+
+
+def load_cli():
+    """train/agent.py as a module, so the bad-input cases run in process (a subprocess each costs seconds)."""
+    spec = importlib.util.spec_from_file_location("train_agent_cli", ROOT / "train" / "agent.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_line_and_leaves_the_logdir_alone(case, tmp_path, capsys):
+    args, expected = BAD_INPUTS[case]
+    cli = load_cli()
+    logdir = tmp_path / "existing"
+    logdir.mkdir()
+    (logdir / "notes.txt").write_text("keep me")
+    fresh = tmp_path / "fresh"
+    for target in (logdir, fresh):
+        code = cli.main(["--obs", "state", "--logdir", str(target), "logger=none", *args])
+        captured = capsys.readouterr()
+        assert code == 2
+        lines = [line for line in captured.err.splitlines() if line.strip()]
+        assert len(lines) == 1, captured.err
+        assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
+    assert sorted(p.name for p in logdir.iterdir()) == ["notes.txt"]
+    assert (logdir / "notes.txt").read_text() == "keep me"
+    assert not fresh.exists()
+
+
+def test_bad_input_from_a_real_command_line(tmp_path):
+    """One case through a real process: exit code, a single stderr line, no traceback."""
+    logdir = tmp_path / "existing"
+    logdir.mkdir()
+    result = run_cli("--logdir", str(logdir), "--config", str(SMOKE), "planner.elites=100", timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: planner.elites must be between 1 and planner.candidates (50), got 100"
+    assert "Traceback" not in result.stdout and list(logdir.iterdir()) == []
+
+
+def test_existing_run_folder_is_refused(tmp_path, capsys):
+    logdir = tmp_path / "run"
+    logdir.mkdir()
+    (logdir / "config.yaml").write_text("seed: 0\n")
+    code = load_cli().main(["--obs", "state", "--config", str(SMOKE), "--logdir", str(logdir), "logger=none"])
+    assert code == 2 and "already holds files" in capsys.readouterr().err
+    assert sorted(p.name for p in logdir.iterdir()) == ["config.yaml"]

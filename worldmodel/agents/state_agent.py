@@ -1,0 +1,510 @@
+"""The state agent: an ensemble of MLP dynamics models on the simulator state, a known reward,
+and MPC with CEM or random shooting (seeds 000, 001).
+
+    python train/agent.py --obs state                                        # the CPU default, ~10 min
+    python train/agent.py --obs state --config configs/state_smoke.yaml --logdir /tmp/smoke
+    python train/agent.py --obs state --config configs/state_halfcheetah_cem.yaml planner.horizon=1
+    python train/agent.py --obs state --resume /tmp/smoke                    # continue from its checkpoint
+
+The loop (``run``): iteration 0 starts from random-policy data (``collect_random``); every
+iteration then trains the ensemble on all the data (``train_dynamics``), collects episodes with
+MPC in all N envs at once, planning for them in one batched call per step (``collect_mpc``),
+measures the model on fresh random-policy transitions (``evaluate_dynamics_mse``) and logs one
+row. Everything a run needs to continue lives in ``StateRun``, checkpointed after every
+iteration and on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from worldmodel.agents.common import WandbConfig, default_logdir, prepare_logdir, resolve_device, seed_everything
+from worldmodel.checkpoint import load_checkpoint, save_checkpoint
+from worldmodel.config import check, load_config, save_config, to_dict
+from worldmodel.data.transitions import TransitionBuffer
+from worldmodel.envs.state import StateEnvConfig, StateEnvSpec, make_state_envs, state_env_spec
+from worldmodel.errors import UserError
+from worldmodel.logging.logger import Logger
+from worldmodel.models.dynamics import DynamicsEnsemble, EnsembleConfig
+from worldmodel.planning.cem import CEMPlanner, PlannerConfig
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass
+class StateTrainConfig:
+    iterations: int = 6
+    """On-policy iterations; each trains the ensemble on all data, then collects with MPC."""
+    random_episodes: int = 8
+    """Episodes of uniform random actions collected before iteration 0."""
+    mpc_episodes: int = 4
+    """Episodes collected with MPC every iteration; their returns are the iteration's AverageReturn
+    unless eval_episodes > 0 (seed 000: the most recent on-policy sample)."""
+    eval_episodes: int = 0
+    """Extra MPC episodes per iteration, kept out of the data, reported instead (the homework: 10). 0: off."""
+    mse_episodes: int = 1
+    """Fresh random-policy episodes per iteration on which DynamicsMSE is measured."""
+    keep_mse_data: bool = True
+    """Add those random transitions to the data after measuring (seed 000 does)."""
+    checkpoint_every: int = 1
+    """Save logdir/checkpoint.pt every this many iterations (and at the end, and on Ctrl-C)."""
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "random_episodes", "mpc_episodes", "mse_episodes", "checkpoint_every"):
+            value = getattr(self, name)
+            check(value >= 1, f"train.{name} must be >= 1, got {value}")
+        check(self.eval_episodes >= 0, f"train.eval_episodes must be >= 0, got {self.eval_episodes}")
+
+
+def cpu_default_env() -> StateEnvConfig:
+    return StateEnvConfig(id="HalfCheetah-v5", num_envs=4, episode_length=200)
+
+
+def cpu_default_model() -> EnsembleConfig:
+    return EnsembleConfig(ensemble_size=5, hidden_size=128, num_layers=2, batch_size=512, train_steps=500)
+
+
+def cpu_default_planner() -> PlannerConfig:
+    # The homework's CEM (uniform start, top-J refit) with fewer candidates, a shorter horizon, fewer refits.
+    return PlannerConfig(kind="cem", horizon=10, candidates=200, iterations=3, elites=20)
+
+
+@dataclass
+class StateAgentConfig:
+    seed: int = 0
+    """Seeds python, numpy, torch, the planner and the environments."""
+    device: str = "auto"
+    """auto (cuda when available), cpu or cuda."""
+    env: StateEnvConfig = field(default_factory=cpu_default_env)
+    """The environments, stepped num_envs at a time."""
+    model: EnsembleConfig = field(default_factory=cpu_default_model)
+    """The dynamics ensemble and how it is trained (homework: 5 x 2x250, 1500 steps of 512)."""
+    planner: PlannerConfig = field(default_factory=cpu_default_planner)
+    """MPC (homework: 1000 candidates, horizon 15, CEM 4 iterations, 5 elites)."""
+    train: StateTrainConfig = field(default_factory=StateTrainConfig)
+    """Loop sizes: iterations and episodes per phase."""
+    logger: Literal["wandb", "none"] = "wandb"
+    """wandb (offline by default) and metrics.jsonl, or metrics.jsonl only."""
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    """wandb project, run name, tags and mode."""
+
+    def __post_init__(self) -> None:
+        check(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda; got {self.device!r}")
+
+
+# ---- acting ---------------------------------------------------------------------------------
+
+
+class StatePolicy:
+    """MPC on the learned ensemble: plans for all B envs in one ``planner.plan`` call.
+
+    >>> policy.reset()                         # at the start of episodes (forgets the warm start)
+    >>> actions = policy.act(obs)              # numpy (B, S) -> numpy (B, A)
+    >>> envs = policy.make_env(num_envs=1, render_mode="rgb_array")
+    """
+
+    def __init__(
+        self,
+        model: DynamicsEnsemble,
+        planner: CEMPlanner,
+        spec: StateEnvSpec,
+        *,
+        make_env: Callable[..., Any] | None = None,
+    ) -> None:
+        self.model = model
+        self.planner = planner
+        self.spec = spec
+        self.make_env = make_env
+        """``make_env(num_envs=1, render_mode=None)``: the gymnasium vector env this agent was trained on."""
+        self.plan_seconds = 0.0
+        self.plan_calls = 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.planner.device
+
+    def reset(self) -> None:
+        self.planner.reset()
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        state = torch.as_tensor(obs, dtype=torch.float32, device=self.device)  # (B, S)
+        plan = self.planner.plan(
+            lambda actions: self.model.imagine_returns(state, actions, self.spec.reward_fn), batch_size=state.shape[0]
+        )  # (B, L, A)
+        actions = plan[:, 0].cpu().numpy()  # the one host copy per env step, after planning
+        self.plan_seconds += time.perf_counter() - started
+        self.plan_calls += 1
+        return actions
+
+
+# ---- episodes -------------------------------------------------------------------------------
+
+
+@dataclass
+class Episodes:
+    """Whole episodes, episode-major: obs/next_obs (n, T, S), actions (n, T, A), rewards (n, T)."""
+
+    obs: np.ndarray
+    actions: np.ndarray
+    next_obs: np.ndarray
+    rewards: np.ndarray
+
+    @property
+    def returns(self) -> np.ndarray:
+        return self.rewards.sum(axis=1)  # (n,)
+
+    @property
+    def steps(self) -> int:
+        return self.rewards.size
+
+    def add_to(self, buffer: TransitionBuffer) -> None:
+        S, A = self.obs.shape[-1], self.actions.shape[-1]
+        buffer.add(
+            self.obs.reshape(-1, S), self.actions.reshape(-1, A), self.next_obs.reshape(-1, S), self.rewards.reshape(-1)
+        )
+
+
+def run_episodes(
+    envs, policy: Callable[[np.ndarray], np.ndarray], episodes: int, length: int, rng: np.random.Generator, desc: str
+) -> Episodes:
+    """At least ``episodes`` episodes of ``length`` steps with ``policy(obs (B, S)) -> actions (B, A)``,
+    B envs at a time (the count rounds up to a multiple of B: every env plays whole episodes)."""
+    num_batches = -(-episodes // envs.num_envs)
+    batches = [_run_batch(envs, policy, length, rng, f"{desc} {i + 1}/{num_batches}") for i in range(num_batches)]
+    return Episodes(*(np.concatenate(parts) for parts in zip(*batches)))
+
+
+def _run_batch(envs, policy, T: int, rng: np.random.Generator, desc: str) -> tuple[np.ndarray, ...]:
+    """One episode in each of the B envs -> obs, actions, next_obs (B, T, ...), rewards (B, T)."""
+    obs, _ = envs.reset(seed=int(rng.integers(2**31)))  # (B, S)
+    steps: list[tuple[np.ndarray, ...]] = []
+    for _ in tqdm(range(T), desc=desc, leave=False, unit="step"):
+        actions = np.asarray(policy(obs), dtype=np.float32)  # (B, A)
+        next_obs, rewards, terminated, _, _ = envs.step(actions)
+        # Both cheetahs never terminate; the loop's fixed length is the time limit.
+        assert not terminated.any(), "a supported state env terminated early; run_episodes assumes fixed-length episodes"
+        steps.append((obs, actions, next_obs, rewards))
+        obs = next_obs
+    return tuple(np.stack(field_steps, axis=1).astype(np.float32) for field_steps in zip(*steps))  # (B, T, ...)
+
+
+def random_policy(spec: StateEnvSpec, num_envs: int, rng: np.random.Generator) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda obs: rng.uniform(spec.action_low, spec.action_high, size=(num_envs, spec.action_size))
+
+
+# ---- run state ------------------------------------------------------------------------------
+
+
+class StateRun:
+    """All the state of a training run: ensemble + optimizer (normalisers inside), data, RNGs, counters."""
+
+    def __init__(self, cfg: StateAgentConfig, spec: StateEnvSpec, envs, device: torch.device) -> None:
+        self.cfg = cfg
+        self.spec = spec
+        self.envs = envs
+        self.device = device
+        self.episode_length = cfg.env.episode_length
+        self.model = build_model(cfg, spec, device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.model.learning_rate)
+        self.buffer = TransitionBuffer(spec.obs_size, spec.action_size, device=device)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
+        self.planner = build_planner(cfg, spec, device, self.generator)
+        self.policy = StatePolicy(self.model, self.planner, spec)
+        self.iteration = 0  # iterations completed
+        self.env_steps = 0
+        self.random_return: float | None = None  # mean return of the iteration-0 random episodes
+        self.elapsed = 0.0  # wall seconds over all resumes
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "counters": {
+                "iteration": self.iteration,
+                "env_steps": self.env_steps,
+                "random_return": self.random_return,
+                "elapsed": self.elapsed,
+            },
+            "rng": {
+                "numpy": self.rng.bit_generator.state,
+                "generator": self.generator.get_state(),
+                "torch": torch.get_rng_state(),
+                "python": random.getstate(),
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.buffer.load_state_dict(state["buffer"])
+        for key, value in state["counters"].items():
+            setattr(self, key, value)
+        self.rng.bit_generator.state = state["rng"]["numpy"]
+        self.generator.set_state(state["rng"]["generator"])
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(state["rng"]["python"])
+
+
+def build_model(cfg: StateAgentConfig, spec: StateEnvSpec, device: torch.device) -> DynamicsEnsemble:
+    return DynamicsEnsemble(
+        cfg.model, obs_size=spec.obs_size, action_size=spec.action_size, model_input_dims=spec.model_input_dims
+    ).to(device)
+
+
+def build_planner(
+    cfg: StateAgentConfig, spec: StateEnvSpec, device: torch.device, generator: torch.Generator
+) -> CEMPlanner:
+    low = torch.full((spec.action_size,), spec.action_low, device=device)
+    high = torch.full((spec.action_size,), spec.action_high, device=device)
+    return CEMPlanner(cfg.planner, low=low, high=high, generator=generator)
+
+
+# ---- the loop -------------------------------------------------------------------------------
+
+
+def collect_random(run: StateRun) -> None:
+    """Iteration 0's data: random-policy episodes (added whole, so a Ctrl-C here leaves no half of them)."""
+    policy = random_policy(run.spec, run.envs.num_envs, run.rng)
+    episodes = run_episodes(run.envs, policy, run.cfg.train.random_episodes, run.episode_length, run.rng, "random")
+    episodes.add_to(run.buffer)
+    run.env_steps += episodes.steps
+    run.random_return = float(episodes.returns.mean())
+
+
+def train_dynamics(run: StateRun) -> np.ndarray:
+    """Refit the normalisers, then ``train_steps`` Adam steps on all the data -> loss per step."""
+    cfg = run.cfg.model
+    data = run.buffer.all()
+    run.model.fit_normalizers(data["obs"], data["actions"], data["next_obs"])
+    losses = []
+    for _ in tqdm(range(cfg.train_steps), desc="train dynamics", leave=False, unit="step"):
+        batch = run.buffer.sample(cfg.ensemble_size, cfg.batch_size, run.generator)  # each field (E, B, ...)
+        total, metrics = run.model.loss(batch["obs"], batch["actions"], batch["next_obs"])
+        run.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        run.optimizer.step()
+        losses.append(metrics["model/loss"])
+    return torch.stack(losses).cpu().numpy()  # one host copy for all the steps
+
+
+def collect_mpc(run: StateRun, episodes: int, desc: str) -> Episodes:
+    """MPC episodes in all envs at once; the caller decides whether they join the data."""
+    run.policy.reset()
+    return run_episodes(run.envs, run.policy.act, episodes, run.episode_length, run.rng, desc)
+
+
+@torch.no_grad()
+def evaluate_dynamics_mse(run: StateRun) -> float:
+    """Unnormalised next-state MSE, averaged over members, on fresh random-policy transitions
+    the model has not trained on (seed 000); they join the data afterwards if keep_mse_data."""
+    policy = random_policy(run.spec, run.envs.num_envs, run.rng)
+    episodes = run_episodes(run.envs, policy, run.cfg.train.mse_episodes, run.episode_length, run.rng, "fresh random")
+    E, S, A = run.model.ensemble_size, run.spec.obs_size, run.spec.action_size
+    obs = torch.as_tensor(episodes.obs.reshape(1, -1, S), device=run.device).expand(E, -1, -1)  # (E, n, S)
+    actions = torch.as_tensor(episodes.actions.reshape(1, -1, A), device=run.device).expand(E, -1, -1)  # (E, n, A)
+    next_obs = torch.as_tensor(episodes.next_obs.reshape(1, -1, S), device=run.device)  # (1, n, S)
+    mse = float((run.model.predict(obs, actions) - next_obs).square().mean())
+    if run.cfg.train.keep_mse_data:
+        episodes.add_to(run.buffer)
+        run.env_steps += episodes.steps
+    return mse
+
+
+def return_stats(returns: np.ndarray) -> dict[str, float]:
+    return {
+        "AverageReturn": float(returns.mean()),
+        "StdReturn": float(returns.std()),
+        "MinimumReturn": float(returns.min()),
+        "MaximumReturn": float(returns.max()),
+    }
+
+
+def save_loss_curve(losses: np.ndarray, path: Path, iteration: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(losses)
+    ax.set_yscale("log")
+    ax.set_xlabel("gradient step")
+    ax.set_ylabel("normalised delta MSE (mean over members)")
+    ax.set_title(f"dynamics loss, iteration {iteration}")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def iterate(run: StateRun, logger: Logger, logdir: Path) -> dict[str, Any]:
+    """One iteration: train on all data, collect with MPC, measure the model, log one row."""
+    train = run.cfg.train
+    iteration_started = started = time.perf_counter()
+    losses = train_dynamics(run)
+    train_time = time.perf_counter() - started
+    save_loss_curve(losses, logdir / f"itr_{run.iteration}_loss_curve.png", run.iteration)
+
+    started = time.perf_counter()
+    run.policy.plan_seconds, run.policy.plan_calls = 0.0, 0
+    collected = collect_mpc(run, train.mpc_episodes, f"iteration {run.iteration} MPC")
+    collect_time = time.perf_counter() - started
+    plan_ms = 1000 * run.policy.plan_seconds / max(run.policy.plan_calls, 1)
+    collected.add_to(run.buffer)
+    run.env_steps += collected.steps
+
+    reported = collected
+    if train.eval_episodes > 0:
+        reported = collect_mpc(run, train.eval_episodes, f"iteration {run.iteration} evaluation")
+    mse = evaluate_dynamics_mse(run)
+
+    row: dict[str, Any] = {"Iteration": run.iteration, **return_stats(reported.returns), "DynamicsMSE": mse}
+    row.update(EnvSteps=run.env_steps, TrainTime=train_time, CollectTime=collect_time)
+    row.update({"RandomReturn": run.random_return, "model/loss": float(losses[-1]), "planner/ms": plan_ms})
+    row["steps_per_second"] = collected.steps / collect_time
+    run.elapsed += time.perf_counter() - iteration_started
+    row["wall_time"] = run.elapsed
+    logger.log(row, step=run.iteration)
+    print(summary_line(row), flush=True)
+    run.iteration += 1
+    return row
+
+
+def summary_line(row: dict[str, Any]) -> str:
+    keys = ["Iteration", "AverageReturn", "StdReturn", "RandomReturn", "DynamicsMSE", "EnvSteps"]
+    keys += ["TrainTime", "CollectTime"]
+    return " ".join(f"{k}={row[k]:.4g}" if isinstance(row[k], float) else f"{k}={row[k]}" for k in keys)
+
+
+def save(run: StateRun, logdir: Path) -> Path:
+    return save_checkpoint(logdir / CHECKPOINT_NAME, {"kind": "state", "run": run.state_dict()})
+
+
+def run_loop(run: StateRun, logger: Logger, logdir: Path) -> None:
+    """Random data, then ``iterations`` on-policy iterations; checkpoint on schedule, at the end and on Ctrl-C."""
+    train = run.cfg.train
+    try:
+        if run.random_return is None:
+            started = time.perf_counter()
+            collect_random(run)
+            run.elapsed += time.perf_counter() - started
+            print(f"random policy: AverageReturn={run.random_return:.4g} over {run.env_steps} steps", flush=True)
+        while run.iteration < train.iterations:
+            iterate(run, logger, logdir)
+            if run.iteration % train.checkpoint_every == 0 and run.iteration < train.iterations:
+                save(run, logdir)
+    except KeyboardInterrupt:
+        save(run, logdir)
+        print(f"interrupted: checkpoint saved; continue with --resume {logdir}", flush=True)
+        raise
+    save(run, logdir)
+
+
+# ---- entry points ---------------------------------------------------------------------------
+
+
+def prepare(cfg: StateAgentConfig, checkpoint: dict[str, Any] | None) -> StateRun:
+    """Check the env id and device, build envs and model, before anything is written to disk."""
+    spec = state_env_spec(cfg.env.id)
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    envs = make_state_envs(cfg.env)
+    try:
+        run = StateRun(cfg, spec, envs, device)
+        if checkpoint is not None:
+            run.load_state_dict(checkpoint["run"])
+    except BaseException:
+        envs.close()
+        raise
+    return run
+
+
+def load_run_config(config_path: Path | None, overrides: list[str], resume: Path | None) -> StateAgentConfig:
+    if resume is None:
+        return load_config(StateAgentConfig, config_path, overrides)
+    if config_path is not None:
+        raise UserError(f"--config cannot be combined with --resume: the run continues with {resume}/config.yaml")
+    if not (resume / "config.yaml").is_file():
+        raise UserError(f"cannot resume: {resume} holds no run (no config.yaml)")
+    return load_config(StateAgentConfig, resume / "config.yaml", overrides)
+
+
+def trim_metrics(path: Path, iteration: int) -> None:
+    """Drop rows of iterations >= ``iteration`` (logged after the checkpoint): they are redone."""
+    if not path.is_file():
+        return
+    rows = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in rows if json.loads(line).get("Iteration", 0) < iteration]
+    if len(kept) != len(rows):
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)
+
+
+def main(
+    config_path: Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    logdir: Path | None = None,
+    resume: Path | None = None,
+) -> None:
+    """Train the state agent; validate everything before the run folder is created."""
+    resume = Path(resume) if resume is not None else None
+    cfg = load_run_config(config_path, list(overrides), resume)
+    if resume is not None and logdir is not None and Path(logdir).resolve() != resume.resolve():
+        raise UserError("--logdir and --resume name different folders; --resume LOGDIR alone continues that run")
+    checkpoint = None
+    if resume is not None and (resume / CHECKPOINT_NAME).is_file():
+        checkpoint = load_checkpoint(resume / CHECKPOINT_NAME, kind="state")
+    run = prepare(cfg, checkpoint)
+    try:
+        logdir = prepare_logdir(Path(resume or logdir or default_logdir("state", cfg.env.id)), resume is not None)
+        if resume is None:
+            save_config(cfg, logdir / "config.yaml")
+        else:
+            trim_metrics(logdir / "metrics.jsonl", run.iteration)
+        print(f"state agent: {cfg.env.id} x{cfg.env.num_envs} on {run.device}, logging to {logdir}", flush=True)
+        logger = Logger(logdir, backend=cfg.logger, wandb_cfg=cfg.wandb, config=to_dict(cfg), resume=resume is not None)
+        try:
+            run_loop(run, logger, logdir)
+        finally:
+            logger.close()
+    finally:
+        run.envs.close()
+
+
+def load_agent(logdir: str | Path, checkpoint: str | Path | None = None, device: str = "auto") -> StatePolicy:
+    """A trained state agent from a run folder, ready to act.
+
+    The returned policy's ``make_env(num_envs=1, render_mode=None)`` builds the run's vector env
+    (``render_mode="rgb_array"`` for videos).
+    """
+    logdir = Path(logdir)
+    if not (logdir / "config.yaml").is_file():
+        raise UserError(f"{logdir} holds no run (no config.yaml)")
+    cfg = load_config(StateAgentConfig, logdir / "config.yaml")
+    state = load_checkpoint(Path(checkpoint) if checkpoint else logdir / CHECKPOINT_NAME, kind="state")
+    spec = state_env_spec(cfg.env.id)
+    torch_device = resolve_device(device)
+    model = build_model(cfg, spec, torch_device)
+    model.load_state_dict(state["run"]["model"])
+    generator = torch.Generator(device=torch_device).manual_seed(cfg.seed)
+    planner = build_planner(cfg, spec, torch_device, generator)
+
+    def make_env(num_envs: int = 1, render_mode: str | None = None):
+        return make_state_envs(dataclasses.replace(cfg.env, num_envs=num_envs), render_mode=render_mode)
+
+    return StatePolicy(model, planner, spec, make_env=make_env)

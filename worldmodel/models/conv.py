@@ -1,0 +1,94 @@
+"""Convolutional encoder (frame -> embedding) and decoder (h, z -> frame mean), PlaNet / World
+Models style: four stride-2 convolutions down, a linear layer and four transposed convolutions up.
+
+Both take any leading dimensions: (..., C, H, W) <-> (..., E). The decoder's transposed
+convolutions produce exactly 64x64 frames, so that is the one frame size the pixel model takes;
+``check_image_shape`` says so in one line before anything is built.
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from worldmodel.errors import ConfigError
+
+FRAME_SIZE = 64
+"""Height and width of the frames the encoder and decoder take."""
+
+
+def check_image_shape(image_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """Return ``image_shape`` as (C, H, W) or raise a one-line ``ConfigError`` naming the size we take."""
+    shape = tuple(int(x) for x in image_shape)
+    if len(shape) != 3 or shape[0] < 1 or shape[1:] != (FRAME_SIZE, FRAME_SIZE):
+        raise ConfigError(
+            f"the pixel world model takes frames of shape (C, {FRAME_SIZE}, {FRAME_SIZE}) "
+            f"(render at {FRAME_SIZE}x{FRAME_SIZE}); got {shape}"
+        )
+    return shape  # type: ignore[return-value]
+
+
+def conv_output_size(depth: int) -> int:
+    """Flattened size after the four stride-2 convolutions on a 64x64 frame: 64 -> 31 -> 14 -> 6 -> 2."""
+    return 8 * depth * 2 * 2
+
+
+class ConvEncoder(nn.Module):
+    """Frames (..., C, 64, 64) in [-0.5, 0.5] -> embeddings (..., embedding_size).
+
+    Channels go depth, 2 depth, 4 depth, 8 depth; with PlaNet's depth 32 the flattened output is
+    already 1024, so the final linear layer only exists when ``embedding_size`` differs from it.
+    """
+
+    def __init__(self, *, image_shape: tuple[int, int, int], depth: int, embedding_size: int) -> None:
+        super().__init__()
+        channels, _, _ = check_image_shape(image_shape)
+        self.convs = nn.Sequential(
+            nn.Conv2d(channels, depth, 4, stride=2),  # (C, 64, 64) -> (d, 31, 31)
+            nn.ReLU(),
+            nn.Conv2d(depth, 2 * depth, 4, stride=2),  # -> (2d, 14, 14)
+            nn.ReLU(),
+            nn.Conv2d(2 * depth, 4 * depth, 4, stride=2),  # -> (4d, 6, 6)
+            nn.ReLU(),
+            nn.Conv2d(4 * depth, 8 * depth, 4, stride=2),  # -> (8d, 2, 2)
+            nn.ReLU(),
+        )
+        flat = conv_output_size(depth)
+        self.project = nn.Identity() if flat == embedding_size else nn.Linear(flat, embedding_size)
+        self.image_shape = tuple(image_shape)
+        self.embedding_size = embedding_size
+
+    def forward(self, obs: Tensor) -> Tensor:
+        lead = obs.shape[:-3]
+        x = obs.reshape(-1, *obs.shape[-3:])  # (B*, C, H, W)
+        x = rearrange(self.convs(x), "b c h w -> b (c h w)")  # (B*, 32 d)
+        x = self.project(x)  # (B*, E)
+        return x.reshape(*lead, self.embedding_size)  # (..., E)
+
+
+class ConvDecoder(nn.Module):
+    """Latent (h (..., D), z (..., S)) -> frame mean (..., C, 64, 64), unbounded (targets are in [-0.5, 0.5])."""
+
+    def __init__(self, *, belief_size: int, state_size: int, depth: int, image_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        channels, _, _ = check_image_shape(image_shape)
+        bottleneck = conv_output_size(depth)  # 32 d, seen as a (32 d, 1, 1) image
+        self.project = nn.Linear(belief_size + state_size, bottleneck)
+        self.deconvs = nn.Sequential(
+            nn.ConvTranspose2d(bottleneck, 4 * depth, 5, stride=2),  # (32d, 1, 1) -> (4d, 5, 5)
+            nn.ReLU(),
+            nn.ConvTranspose2d(4 * depth, 2 * depth, 5, stride=2),  # -> (2d, 13, 13)
+            nn.ReLU(),
+            nn.ConvTranspose2d(2 * depth, depth, 6, stride=2),  # -> (d, 30, 30)
+            nn.ReLU(),
+            nn.ConvTranspose2d(depth, channels, 6, stride=2),  # -> (C, 64, 64)
+        )
+        self.image_shape = tuple(image_shape)
+
+    def forward(self, h: Tensor, z: Tensor) -> Tensor:
+        lead = h.shape[:-1]
+        x = self.project(torch.cat([h, z], dim=-1))  # (..., 32 d)
+        x = rearrange(x.reshape(-1, x.shape[-1]), "b c -> b c 1 1")  # (B*, 32 d, 1, 1)
+        x = self.deconvs(x)  # (B*, C, 64, 64)
+        return x.reshape(*lead, *self.image_shape)  # (..., C, H, W)

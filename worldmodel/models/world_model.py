@@ -1,0 +1,295 @@
+"""The pixel world model (PlaNet): conv encoder, RSSM, conv decoder and reward head, with the verbs
+the pixel agent uses and nothing else:
+
+    model = WorldModel(cfg, action_size=A).to(device)
+    metrics = model.train_step(batch_to_torch(replay.sample(B, T, rng), device))
+    state = model.filter_step(state, action, frame, is_first)           # acting, one step
+    plan = planner.plan(lambda actions: model.imagine_returns(state, actions), batch_size=B)
+    truth, imagined = model.open_loop(batch, context=5)                   # Dreamer's openl view
+
+Batches follow the replay's aligned steps (see ``worldmodel/models/rssm.py`` for the indices):
+obs uint8 (B, T, C, H, W), action float32 (B, T, A), reward float32 (B, T), is_first bool (B, T).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch._dynamo  # noqa: F401  (see below)
+from einops import rearrange, repeat
+from torch import Tensor, nn
+
+from worldmodel.config import check
+from worldmodel.errors import UserError
+from worldmodel.models.conv import ConvDecoder, ConvEncoder, check_image_shape
+from worldmodel.models.rssm import RSSM, DiagGaussian, RSSMState, free_nats_kl, kl_divergence
+
+# Why import torch._dynamo eagerly: creating the Adam optimizer imports it, and with it triton's
+# bundled LLVM. If a MuJoCo EGL context (Mesa's llvmpipe, with its own LLVM) already exists by then,
+# the process segfaults. Importing it here, before any environment renders, avoids that.
+
+__all__ = [
+    "WorldModelConfig",
+    "WorldModel",
+    "RSSMState",
+    "batch_to_torch",
+    "check_image_shape",
+]
+
+
+@dataclass
+class WorldModelConfig:
+    belief_size: int = 200
+    """D, size of the deterministic GRU belief h."""
+    state_size: int = 30
+    """S, size of the stochastic state z."""
+    hidden_size: int = 200
+    """Width of the RSSM's and the reward head's hidden layers."""
+    embedding_size: int = 1024
+    """E, size of a frame's embedding (the conv stack gives 32 * cnn_depth; a linear layer maps it otherwise)."""
+    cnn_depth: int = 32
+    """Channels of the first conv layer; the next ones double it each time."""
+    min_std: float = 0.1
+    """Floor added to the softplus std of the prior and the posterior."""
+    free_nats: float = 3.0
+    """KL below this many nats per step is not penalised."""
+    kl_scale: float = 1.0
+    """Weight of the KL term in the loss."""
+    reward_scale: float = 1.0
+    """Weight of the reward term in the loss."""
+    learning_rate: float = 1e-3
+    """Adam learning rate (PlaNet: 1e-3)."""
+    adam_eps: float = 1e-4
+    """Adam epsilon (PlaNet: 1e-4)."""
+    grad_clip: float = 1000.0
+    """Clip the gradient's global norm to this."""
+    bit_depth: int = 5
+    """Frames are quantised to this many bits per channel, with uniform dequantisation noise."""
+    plan_sample: bool = False
+    """Sample z from the prior while planning (PlaNet) instead of following its mean (deterministic returns)."""
+
+    def __post_init__(self) -> None:
+        for name in ("belief_size", "state_size", "hidden_size", "embedding_size", "cnn_depth"):
+            value = getattr(self, name)
+            check(value >= 1, f"world_model.{name} must be >= 1, got {value}")
+        check(self.min_std > 0, f"world_model.min_std must be > 0, got {self.min_std}")
+        check(self.free_nats >= 0, f"world_model.free_nats must be >= 0, got {self.free_nats}")
+        check(self.kl_scale >= 0, f"world_model.kl_scale must be >= 0, got {self.kl_scale}")
+        check(self.reward_scale >= 0, f"world_model.reward_scale must be >= 0, got {self.reward_scale}")
+        check(self.learning_rate > 0, f"world_model.learning_rate must be > 0, got {self.learning_rate}")
+        check(self.adam_eps > 0, f"world_model.adam_eps must be > 0, got {self.adam_eps}")
+        check(self.grad_clip > 0, f"world_model.grad_clip must be > 0, got {self.grad_clip}")
+        check(1 <= self.bit_depth <= 8, f"world_model.bit_depth must be between 1 and 8, got {self.bit_depth}")
+
+
+def batch_to_torch(batch: Mapping[str, np.ndarray], device: torch.device | str) -> dict[str, Tensor]:
+    """The replay's numpy chunk -> tensors on ``device``. Frames stay uint8 (4x less to copy);
+    ``WorldModel.preprocess`` turns them into floats on the device."""
+    dtypes = {"obs": torch.uint8, "action": torch.float32, "reward": torch.float32, "is_first": torch.bool}
+    return {key: torch.as_tensor(batch[key]).to(device=device, dtype=dtype) for key, dtype in dtypes.items()}
+
+
+class RewardHead(nn.Module):
+    """(h (..., D), z (..., S)) -> predicted reward (...)."""
+
+    def __init__(self, *, belief_size: int, state_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(belief_size + state_size, hidden_size),
+            nn.ELU(),
+            nn.Linear(hidden_size, hidden_size),
+            nn.ELU(),
+            nn.Linear(hidden_size, 1),
+        )
+
+    def forward(self, h: Tensor, z: Tensor) -> Tensor:
+        return self.net(torch.cat([h, z], dim=-1)).squeeze(-1)
+
+
+class WorldModel(nn.Module):
+    """PlaNet's world model over frames (C, 64, 64) and actions (A,); owns its Adam optimizer."""
+
+    def __init__(self, cfg: WorldModelConfig, action_size: int, image_shape: tuple[int, int, int] = (3, 64, 64)):
+        super().__init__()
+        image_shape = check_image_shape(image_shape)
+        self.cfg = cfg
+        self.action_size = action_size
+        self.image_shape = image_shape
+        self.encoder = ConvEncoder(image_shape=image_shape, depth=cfg.cnn_depth, embedding_size=cfg.embedding_size)
+        self.decoder = ConvDecoder(
+            belief_size=cfg.belief_size, state_size=cfg.state_size, depth=cfg.cnn_depth, image_shape=image_shape
+        )
+        self.rssm = RSSM(
+            action_size=action_size,
+            belief_size=cfg.belief_size,
+            state_size=cfg.state_size,
+            hidden_size=cfg.hidden_size,
+            embedding_size=cfg.embedding_size,
+            min_std=cfg.min_std,
+        )
+        self.reward_head = RewardHead(
+            belief_size=cfg.belief_size, state_size=cfg.state_size, hidden_size=cfg.hidden_size
+        )
+        # Adam keeps references to the Parameter objects, which ``.to(device)`` moves in place,
+        # and creates its moment buffers lazily, so moving the model after this line is fine.
+        self.optimizer = torch.optim.Adam(self.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
+
+    @property
+    def device(self) -> torch.device:
+        return self.rssm.gru.weight_hh.device
+
+    # ---- frames ---------------------------------------------------------------------------
+
+    def preprocess(self, frames: Tensor, *, noise: bool = True) -> Tensor:
+        """uint8 frames (..., C, H, W) -> floats (..., C, H, W) in [-0.5, 0.5], quantised to ``bit_depth``
+        bits; ``noise`` adds uniform dequantisation noise within each bin (PlaNet), else bin centres."""
+        bins = 2**self.cfg.bit_depth
+        levels = torch.floor(frames.float() / 2 ** (8 - self.cfg.bit_depth))  # (..., C, H, W) in [0, bins)
+        offset = torch.rand_like(levels) if noise else torch.full_like(levels, 0.5)
+        return (levels + offset) / bins - 0.5
+
+    def postprocess(self, x: Tensor) -> Tensor:
+        """Floats (..., C, H, W) as ``preprocess`` makes them -> uint8 frames (..., C, H, W)."""
+        bins = 2**self.cfg.bit_depth
+        levels = torch.floor((x + 0.5) * bins).clamp(0, bins - 1)  # (..., C, H, W)
+        return (levels * 2 ** (8 - self.cfg.bit_depth)).to(torch.uint8)
+
+    # ---- the verbs ------------------------------------------------------------------------
+
+    def initial_state(self, batch_size: int) -> RSSMState:
+        """The state (B) every episode starts from: h (B, D) and z (B, S), zeros, on the model's device."""
+        return self.rssm.initial_state(batch_size, self.device)
+
+    def encode(self, obs: Tensor) -> Tensor:
+        """Preprocessed frames (..., C, H, W), e.g. (B, T, C, H, W) -> embeddings (..., E)."""
+        return self.encoder(obs)
+
+    def decode(self, h: Tensor, z: Tensor) -> Tensor:
+        """h (..., D), z (..., S) -> frame mean (..., C, H, W) in preprocessed units."""
+        return self.decoder(h, z)
+
+    def reward(self, h: Tensor, z: Tensor) -> Tensor:
+        """h (..., D), z (..., S) -> predicted reward (...) for arriving in that state."""
+        return self.reward_head(h, z)
+
+    def observe(
+        self, embed: Tensor, action: Tensor, is_first: Tensor, state: RSSMState | None = None, *, sample: bool = True
+    ) -> tuple[RSSMState, DiagGaussian, DiagGaussian]:
+        """embed (B, T, E), action (B, T, A), is_first (B, T), state (B) or None -> posterior states (B, T),
+        priors (B, T), posteriors (B, T). The state resets to the initial one wherever is_first is true."""
+        return self.rssm.observe(embed, action, is_first, state, sample=sample)
+
+    def imagine(self, state: RSSMState, actions: Tensor, *, sample: bool = False) -> RSSMState:
+        """Roll the prior from state (B) with actions (B, T, A) -> prior states (B, T); z is the prior mean
+        unless ``sample``."""
+        return self.rssm.imagine(state, actions, sample=sample)
+
+    @torch.no_grad()
+    def filter_step(self, state: RSSMState, action: Any, obs: Any, is_first: Any) -> RSSMState:
+        """Acting online: state (B), the action that led here (B, A), the new uint8 frame (B, C, H, W) and
+        is_first (B,) -> the posterior state (B) (z sampled, as in PlaNet). Arrays may be numpy or torch."""
+        device = self.device
+        action = torch.as_tensor(action, dtype=torch.float32, device=device)  # (B, A)
+        obs = torch.as_tensor(obs, device=device)  # (B, C, H, W) uint8
+        is_first = torch.as_tensor(is_first, dtype=torch.bool, device=device)  # (B,)
+        embed = self.encode(self.preprocess(obs))  # (B, E)
+        state, _, _ = self.rssm.observe_step(state, action, embed, is_first)
+        return state
+
+    @torch.no_grad()
+    def imagine_returns(self, state: RSSMState, actions: Tensor) -> Tensor:
+        """The planning objective: state (B), candidate actions (B, N, L, A) -> predicted returns (B, N).
+
+        Rolls the prior L steps for all B * N candidates at once and sums the reward head's
+        predictions as it goes; nothing is stored and nothing leaves the device. z follows the
+        prior mean unless ``cfg.plan_sample`` (PlaNet samples).
+        """
+        B, N, L, _ = actions.shape
+        state = state.map(lambda x: repeat(x, "b d -> (b n) d", n=N))  # (B*N)
+        actions = rearrange(actions, "b n l a -> l (b n) a")  # (L, B*N, A)
+        returns = torch.zeros(B * N, device=actions.device, dtype=actions.dtype)  # (B*N,)
+        for t in range(L):
+            state, _ = self.rssm.imagine_step(state, actions[t], sample=self.cfg.plan_sample)
+            returns = returns + self.reward(state.h, state.z)
+        return rearrange(returns, "(b n) -> b n", b=B)
+
+    # ---- training -------------------------------------------------------------------------
+
+    def loss(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """PlaNet's loss on a chunk (see the module docstring for the keys and shapes) -> (total, metrics).
+
+        recon: squared error summed over pixels, mean over (B, T) (a unit-variance Gaussian NLL up to
+        a constant); reward: mean squared error; kl: KL(posterior || prior) per step, floored at
+        ``free_nats``, mean over (B, T).
+        """
+        obs = self.preprocess(batch["obs"])  # (B, T, C, H, W)
+        embed = self.encode(obs)  # (B, T, E)
+        states, priors, posts = self.observe(embed, batch["action"], batch["is_first"])  # (B, T)
+        recon = self.decode(states.h, states.z)  # (B, T, C, H, W)
+        recon_loss = (recon - obs).pow(2).sum(dim=(-3, -2, -1)).mean()
+        reward_loss = (self.reward(states.h, states.z) - batch["reward"]).pow(2).mean()
+        kl = kl_divergence(posts, priors)  # (B, T)
+        kl_loss = free_nats_kl(kl, self.cfg.free_nats)
+        total = recon_loss + self.cfg.reward_scale * reward_loss + self.cfg.kl_scale * kl_loss
+        metrics = {
+            "total_loss": total.detach(),
+            "recon_loss": recon_loss.detach(),
+            "reward_loss": reward_loss.detach(),
+            "kl_loss": kl_loss.detach(),
+            "kl": kl.mean().detach(),  # before the free-nats floor
+            "prior_std": priors.std.mean().detach(),
+            "posterior_std": posts.std.mean().detach(),
+        }
+        return total, metrics
+
+    def train_step(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """One Adam step on a chunk (tensors on the model's device) -> detached scalar metrics, incl. grad_norm."""
+        self.train()
+        total, metrics = self.loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        metrics["grad_norm"] = nn.utils.clip_grad_norm_(self.parameters(), self.cfg.grad_clip).detach()
+        self.optimizer.step()
+        return metrics
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Weights and optimizer state, for ``save_checkpoint``."""
+        return {"model": self.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_checkpoint_state(self, state: Mapping[str, Any]) -> None:
+        self.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    # ---- views for logging ----------------------------------------------------------------
+
+    @torch.no_grad()
+    def reconstruct(self, batch: Mapping[str, Tensor]) -> Tensor:
+        """Decode the posterior (mean) of every frame of a chunk -> uint8 frames (B, T, C, H, W)."""
+        obs = self.preprocess(batch["obs"], noise=False)  # (B, T, C, H, W)
+        states, _, _ = self.observe(self.encode(obs), batch["action"], batch["is_first"], sample=False)
+        return self.postprocess(self.decode(states.h, states.z))
+
+    @torch.no_grad()
+    def open_loop(self, batch: Mapping[str, Tensor], context: int = 5) -> tuple[Tensor, Tensor]:
+        """Dreamer's open-loop view -> (truth, model), uint8 (B, T, C, H, W) each.
+
+        The model filters the first ``context`` frames (posterior means, decoded), then rolls the
+        prior mean forward with the recorded actions (no resets inside that part) and decodes it.
+        Truth is the frames quantised to ``bit_depth``, so truth - model shows only the model's error.
+        """
+        T = batch["obs"].shape[1]
+        if not 1 <= context < T:
+            raise UserError(f"open_loop context must be between 1 and the chunk length - 1 ({T - 1}), got {context}")
+        obs = self.preprocess(batch["obs"], noise=False)  # (B, T, C, H, W)
+        action, is_first = batch["action"], batch["is_first"]
+        posterior, _, _ = self.observe(
+            self.encode(obs[:, :context]), action[:, :context], is_first[:, :context], sample=False
+        )  # (B, context)
+        imagined = self.imagine(posterior[:, -1], action[:, context:])  # (B, T - context)
+        latent = RSSMState(
+            h=torch.cat([posterior.h, imagined.h], dim=1), z=torch.cat([posterior.z, imagined.z], dim=1)
+        )  # (B, T)
+        return self.postprocess(obs), self.postprocess(self.decode(latent.h, latent.z))
