@@ -111,18 +111,9 @@ def test_truncated_file_is_one_clear_error(tmp_path):
     assert "truncated or corrupted" in message and str(path) in message
 
 
-NEEDS_BROAD_EXCEPT = pytest.mark.xfail(
-    reason="torch.load raises OverflowError/MemoryError on some garbage; load_checkpoint must catch every "
-    "Exception (see the issue-4 report)",
-    strict=False,
-)
-
-
 # Seeds whose 4 KiB of random bytes make torch.load raise, in turn: UnpicklingError, UnicodeDecodeError,
 # OverflowError, ValueError, MemoryError.
-@pytest.mark.parametrize(
-    "seed", [0, 35, pytest.param(38, marks=NEEDS_BROAD_EXCEPT), 73, pytest.param(215, marks=NEEDS_BROAD_EXCEPT)]
-)
+@pytest.mark.parametrize("seed", [0, 35, 38, 73, 215])
 def test_garbage_file_is_one_clear_error(tmp_path, seed):
     path = tmp_path / "checkpoint.pt"
     path.write_bytes(np.random.default_rng(seed).bytes(4096))

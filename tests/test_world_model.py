@@ -76,7 +76,7 @@ def test_frame_size_the_encoder_cannot_take_is_a_clear_error(shape: tuple[int, .
 
 
 def test_config_rejects_bad_sizes() -> None:
-    with pytest.raises(ConfigError, match="world_model.state_size must be >= 1"):
+    with pytest.raises(ConfigError, match="model.state_size must be >= 1"):
         WorldModelConfig(state_size=0)
     with pytest.raises(ConfigError, match="bit_depth must be between 1 and 8"):
         WorldModelConfig(bit_depth=9)

@@ -17,8 +17,6 @@ iteration and on Ctrl-C.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -36,6 +34,8 @@ from worldmodel.data.transitions import TransitionBuffer
 from worldmodel.envs.state import StateEnvConfig, StateEnvSpec, make_state_envs, state_env_spec
 from worldmodel.errors import UserError
 from worldmodel.logging.logger import Logger
+from worldmodel.logging.logger import trim_metrics as logger_trim_metrics
+from worldmodel.logging.rollout import record_state_episode
 from worldmodel.models.dynamics import DynamicsEnsemble, EnsembleConfig
 from worldmodel.planning.cem import CEMPlanner, PlannerConfig
 
@@ -59,12 +59,15 @@ class StateTrainConfig:
     """Add those random transitions to the data after measuring (seed 000 does)."""
     checkpoint_every: int = 1
     """Save logdir/checkpoint.pt every this many iterations (and at the end, and on Ctrl-C)."""
+    video_every: int = 1
+    """Film one MPC episode (eval_episode video) every this many iterations, and after the last; 0: never."""
 
     def __post_init__(self) -> None:
         for name in ("iterations", "random_episodes", "mpc_episodes", "mse_episodes", "checkpoint_every"):
             value = getattr(self, name)
             check(value >= 1, f"train.{name} must be >= 1, got {value}")
         check(self.eval_episodes >= 0, f"train.eval_episodes must be >= 0, got {self.eval_episodes}")
+        check(self.video_every >= 0, f"train.video_every must be >= 0, got {self.video_every}")
 
 
 def cpu_default_env() -> StateEnvConfig:
@@ -351,13 +354,28 @@ def save_loss_curve(losses: np.ndarray, path: Path, iteration: int) -> None:
     plt.close(fig)
 
 
+def log_eval_video(run: StateRun, logger: Logger) -> float:
+    """One MPC episode in a fresh single env, filmed and logged as ``eval_episode`` -> its return."""
+    envs = make_state_envs(dataclasses.replace(run.cfg.env, num_envs=1))
+    try:
+        run.policy.reset()
+        rollout = record_state_episode(envs, run.policy.act, seed=int(run.rng.integers(2**31)))
+    finally:
+        envs.close()
+        run.policy.reset()  # forget the one-env warm start before the next batched collection
+    logger.video("eval_episode", rollout.frames, step=run.iteration, fps=rollout.fps)
+    return rollout.episode_return
+
+
 def iterate(run: StateRun, logger: Logger, logdir: Path) -> dict[str, Any]:
     """One iteration: train on all data, collect with MPC, measure the model, log one row."""
     train = run.cfg.train
     iteration_started = started = time.perf_counter()
     losses = train_dynamics(run)
     train_time = time.perf_counter() - started
-    save_loss_curve(losses, logdir / f"itr_{run.iteration}_loss_curve.png", run.iteration)
+    curve = logdir / f"itr_{run.iteration}_loss_curve.png"
+    save_loss_curve(losses, curve, run.iteration)
+    logger.image("model/loss_curve", curve, step=run.iteration)
 
     started = time.perf_counter()
     run.policy.plan_seconds, run.policy.plan_calls = 0.0, 0
@@ -376,6 +394,9 @@ def iterate(run: StateRun, logger: Logger, logdir: Path) -> dict[str, Any]:
     row.update(EnvSteps=run.env_steps, TrainTime=train_time, CollectTime=collect_time)
     row.update({"RandomReturn": run.random_return, "model/loss": float(losses[-1]), "planner/ms": plan_ms})
     row["steps_per_second"] = collected.steps / collect_time
+    last = run.iteration + 1 == train.iterations
+    if train.video_every and (run.iteration % train.video_every == 0 or last):
+        row["eval_video_return"] = log_eval_video(run, logger)
     run.elapsed += time.perf_counter() - iteration_started
     row["wall_time"] = run.elapsed
     logger.log(row, step=run.iteration)
@@ -444,15 +465,8 @@ def load_run_config(config_path: Path | None, overrides: list[str], resume: Path
 
 
 def trim_metrics(path: Path, iteration: int) -> None:
-    """Drop rows of iterations >= ``iteration`` (logged after the checkpoint): they are redone."""
-    if not path.is_file():
-        return
-    rows = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in rows if json.loads(line).get("Iteration", 0) < iteration]
-    if len(kept) != len(rows):
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, path)
+    """Drop rows of iterations >= ``iteration`` (logged after the checkpoint) and a half-written last line."""
+    logger_trim_metrics(path, lambda row: row.get("Iteration", 0) < iteration)
 
 
 def main(

@@ -74,15 +74,15 @@ class WorldModelConfig:
     def __post_init__(self) -> None:
         for name in ("belief_size", "state_size", "hidden_size", "embedding_size", "cnn_depth"):
             value = getattr(self, name)
-            check(value >= 1, f"world_model.{name} must be >= 1, got {value}")
-        check(self.min_std > 0, f"world_model.min_std must be > 0, got {self.min_std}")
-        check(self.free_nats >= 0, f"world_model.free_nats must be >= 0, got {self.free_nats}")
-        check(self.kl_scale >= 0, f"world_model.kl_scale must be >= 0, got {self.kl_scale}")
-        check(self.reward_scale >= 0, f"world_model.reward_scale must be >= 0, got {self.reward_scale}")
-        check(self.learning_rate > 0, f"world_model.learning_rate must be > 0, got {self.learning_rate}")
-        check(self.adam_eps > 0, f"world_model.adam_eps must be > 0, got {self.adam_eps}")
-        check(self.grad_clip > 0, f"world_model.grad_clip must be > 0, got {self.grad_clip}")
-        check(1 <= self.bit_depth <= 8, f"world_model.bit_depth must be between 1 and 8, got {self.bit_depth}")
+            check(value >= 1, f"model.{name} must be >= 1, got {value}")
+        check(self.min_std > 0, f"model.min_std must be > 0, got {self.min_std}")
+        check(self.free_nats >= 0, f"model.free_nats must be >= 0, got {self.free_nats}")
+        check(self.kl_scale >= 0, f"model.kl_scale must be >= 0, got {self.kl_scale}")
+        check(self.reward_scale >= 0, f"model.reward_scale must be >= 0, got {self.reward_scale}")
+        check(self.learning_rate > 0, f"model.learning_rate must be > 0, got {self.learning_rate}")
+        check(self.adam_eps > 0, f"model.adam_eps must be > 0, got {self.adam_eps}")
+        check(self.grad_clip > 0, f"model.grad_clip must be > 0, got {self.grad_clip}")
+        check(1 <= self.bit_depth <= 8, f"model.bit_depth must be between 1 and 8, got {self.bit_depth}")
 
 
 def batch_to_torch(batch: Mapping[str, np.ndarray], device: torch.device | str) -> dict[str, Tensor]:
