@@ -6,12 +6,15 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
 
+from worldmodel.config import load_config
 from worldmodel.errors import UserError
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -63,3 +66,36 @@ def prepare_logdir(logdir: Path, resume: bool) -> Path:
         )
     logdir.mkdir(parents=True, exist_ok=True)
     return logdir
+
+
+def load_run_config(cls: type[T], config_path: Path | None, overrides: list[str], resume: Path | None) -> T:
+    """The run's config: from ``config_path`` (or the defaults), or from ``resume/config.yaml`` when resuming."""
+    if resume is None:
+        return load_config(cls, config_path, overrides)
+    if config_path is not None:
+        raise UserError(f"--config cannot be combined with --resume: the run continues with {resume}/config.yaml")
+    if not (resume / "config.yaml").is_file():
+        raise UserError(f"cannot resume: {resume} holds no run (no config.yaml)")
+    return load_config(cls, resume / "config.yaml", overrides)
+
+
+def check_resume_target(logdir: Path | None, resume: Path | None) -> None:
+    if resume is not None and logdir is not None and Path(logdir).resolve() != Path(resume).resolve():
+        raise UserError("--logdir and --resume name different folders; --resume LOGDIR alone continues that run")
+
+
+def rng_state(rng: np.random.Generator, planner_generator: torch.Generator) -> dict[str, Any]:
+    """Every random stream a run draws from, for its checkpoint."""
+    return {
+        "numpy": rng.bit_generator.state,
+        "planner": planner_generator.get_state(),
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+    }
+
+
+def restore_rng_state(state: dict[str, Any], rng: np.random.Generator, planner_generator: torch.Generator) -> None:
+    rng.bit_generator.state = state["numpy"]
+    planner_generator.set_state(state["planner"])
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])

@@ -18,7 +18,6 @@ on Ctrl-C.
 from __future__ import annotations
 
 import dataclasses
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +29,13 @@ from tqdm import tqdm
 
 from worldmodel.agents.common import (
     WandbConfig,
+    check_resume_target,
     default_logdir,
+    load_run_config,
     prepare_logdir,
     resolve_device,
+    restore_rng_state,
+    rng_state,
     seed_everything,
 )
 from worldmodel.checkpoint import load_checkpoint, save_checkpoint
@@ -293,12 +296,7 @@ class PixelRun:
                 "train_steps": self.train_steps,
                 "elapsed": self.elapsed,
             },
-            "rng": {
-                "numpy": self.rng.bit_generator.state,
-                "planner": self.generator.get_state(),
-                "torch": torch.get_rng_state(),
-                "python": random.getstate(),
-            },
+            "rng": rng_state(self.rng, self.generator),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -307,10 +305,7 @@ class PixelRun:
         self.heldout.load_state_dict(state["heldout"])
         for key, value in state["counters"].items():
             setattr(self, key, value)
-        self.rng.bit_generator.state = state["rng"]["numpy"]
-        self.generator.set_state(state["rng"]["planner"])
-        torch.set_rng_state(state["rng"]["torch"])
-        random.setstate(state["rng"]["python"])
+        restore_rng_state(state["rng"], self.rng, self.generator)
 
 
 # ---- the loop -------------------------------------------------------------------------------
@@ -500,16 +495,6 @@ def trim_metrics(path: Path, episode: int) -> None:
     logger_trim_metrics(path, lambda row: row.get("episode", 0) <= episode)
 
 
-def load_run_config(config_path: Path | None, overrides: list[str], resume: Path | None) -> PixelAgentConfig:
-    if resume is None:
-        return load_config(PixelAgentConfig, config_path, overrides)
-    if config_path is not None:
-        raise UserError(f"--config cannot be combined with --resume: the run continues with {resume}/config.yaml")
-    if not (resume / "config.yaml").is_file():
-        raise UserError(f"cannot resume: {resume} holds no run (no config.yaml)")
-    return load_config(PixelAgentConfig, resume / "config.yaml", overrides)
-
-
 def main(
     config_path: Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
@@ -518,9 +503,8 @@ def main(
 ) -> None:
     """Train the pixel agent; validate everything before the run folder is created."""
     resume = Path(resume) if resume is not None else None
-    cfg = load_run_config(config_path, list(overrides), resume)
-    if resume is not None and logdir is not None and Path(logdir).resolve() != Path(resume).resolve():
-        raise UserError("--logdir and --resume name different folders; --resume LOGDIR alone continues that run")
+    cfg = load_run_config(PixelAgentConfig, config_path, list(overrides), resume)
+    check_resume_target(logdir, resume)
     checkpoint = None
     if resume is not None and (resume / CHECKPOINT_NAME).is_file():
         checkpoint = load_checkpoint(resume / CHECKPOINT_NAME, kind="pixels")

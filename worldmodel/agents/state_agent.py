@@ -17,7 +17,6 @@ iteration and on Ctrl-C.
 from __future__ import annotations
 
 import dataclasses
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldmodel.agents.common import WandbConfig, default_logdir, prepare_logdir, resolve_device, seed_everything
+from worldmodel.agents.common import (
+    WandbConfig,
+    check_resume_target,
+    default_logdir,
+    load_run_config,
+    prepare_logdir,
+    resolve_device,
+    restore_rng_state,
+    rng_state,
+    seed_everything,
+)
 from worldmodel.checkpoint import load_checkpoint, save_checkpoint
 from worldmodel.config import check, load_config, save_config, to_dict
 from worldmodel.data.transitions import TransitionBuffer
@@ -243,12 +252,7 @@ class StateRun:
                 "random_return": self.random_return,
                 "elapsed": self.elapsed,
             },
-            "rng": {
-                "numpy": self.rng.bit_generator.state,
-                "generator": self.generator.get_state(),
-                "torch": torch.get_rng_state(),
-                "python": random.getstate(),
-            },
+            "rng": rng_state(self.rng, self.generator),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -257,10 +261,7 @@ class StateRun:
         self.buffer.load_state_dict(state["buffer"])
         for key, value in state["counters"].items():
             setattr(self, key, value)
-        self.rng.bit_generator.state = state["rng"]["numpy"]
-        self.generator.set_state(state["rng"]["generator"])
-        torch.set_rng_state(state["rng"]["torch"])
-        random.setstate(state["rng"]["python"])
+        restore_rng_state(state["rng"], self.rng, self.generator)
 
 
 def build_model(cfg: StateAgentConfig, spec: StateEnvSpec, device: torch.device) -> DynamicsEnsemble:
@@ -454,16 +455,6 @@ def prepare(cfg: StateAgentConfig, checkpoint: dict[str, Any] | None) -> StateRu
     return run
 
 
-def load_run_config(config_path: Path | None, overrides: list[str], resume: Path | None) -> StateAgentConfig:
-    if resume is None:
-        return load_config(StateAgentConfig, config_path, overrides)
-    if config_path is not None:
-        raise UserError(f"--config cannot be combined with --resume: the run continues with {resume}/config.yaml")
-    if not (resume / "config.yaml").is_file():
-        raise UserError(f"cannot resume: {resume} holds no run (no config.yaml)")
-    return load_config(StateAgentConfig, resume / "config.yaml", overrides)
-
-
 def trim_metrics(path: Path, iteration: int) -> None:
     """Drop rows of iterations >= ``iteration`` (logged after the checkpoint) and a half-written last line."""
     logger_trim_metrics(path, lambda row: row.get("Iteration", 0) < iteration)
@@ -477,9 +468,8 @@ def main(
 ) -> None:
     """Train the state agent; validate everything before the run folder is created."""
     resume = Path(resume) if resume is not None else None
-    cfg = load_run_config(config_path, list(overrides), resume)
-    if resume is not None and logdir is not None and Path(logdir).resolve() != resume.resolve():
-        raise UserError("--logdir and --resume name different folders; --resume LOGDIR alone continues that run")
+    cfg = load_run_config(StateAgentConfig, config_path, list(overrides), resume)
+    check_resume_target(logdir, resume)
     checkpoint = None
     if resume is not None and (resume / CHECKPOINT_NAME).is_file():
         checkpoint = load_checkpoint(resume / CHECKPOINT_NAME, kind="state")
