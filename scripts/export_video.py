@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from worldmodel.errors import UserError  # noqa: E402
+from worldmodel.errors import UserError, exit_code  # noqa: E402
 
 DEFAULT_NAME = "rollout.mp4"
 CHECKPOINT_NAME = "checkpoint.pt"  # what both agents write into their run folder
@@ -134,7 +134,7 @@ def report_episode(index: int, rollout) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering unless the user chose a backend
-    try:
+    def export() -> None:
         check_args(args)
         kind = agent_kind(args.run)
         check_checkpoint(args)
@@ -151,13 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         returns = [r.episode_return for r in rollouts]
         print(f"mean return {np.mean(returns):.2f} over {len(returns)} episode(s) of the {kind} agent")
         print(f"wrote {out} ({len(frames)} frames at {fps:g} fps)")
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+
+    return exit_code(export)
 
 
 if __name__ == "__main__":

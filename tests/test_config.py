@@ -98,3 +98,14 @@ def test_missing_file():
 def test_malformed_override():
     with pytest.raises(ConfigError, match="must look like key.sub=value"):
         load_config(StateAgentConfig, None, ["planner.horizon"])
+
+
+def test_partial_section_override_keeps_the_agents_own_defaults():
+    """planner.horizon=1 on the CPU default changes the horizon only, not candidates/elites back to
+    PlannerConfig's class defaults."""
+
+    default = StateAgentConfig()
+    cfg = load_config(StateAgentConfig, None, ["planner.horizon=1"])
+    assert cfg.planner.horizon == 1
+    assert (cfg.planner.candidates, cfg.planner.elites) == (default.planner.candidates, default.planner.elites)
+    assert cfg.model == default.model

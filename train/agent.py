@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from worldmodel.errors import UserError  # noqa: E402
+from worldmodel.errors import exit_code  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,20 +67,14 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering unless the user chose a backend
-    try:
+    def train() -> None:
         if args.obs == "state":
             from worldmodel.agents import state_agent as agent
         else:
             from worldmodel.agents import pixel_agent as agent
         agent.main(config_path=args.config, overrides=flag_overrides(args), logdir=args.logdir, resume=args.resume)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
 
+    return exit_code(train)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -90,13 +90,36 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     for key in data:
         if key not in fields:
             raise ConfigError(unknown_key_message(prefix + str(key), key, list(fields)))
-    kwargs = {key: coerce(hints[key], value, prefix + key) for key, value in data.items()}
+    kwargs = {
+        key: coerce(hints[key], with_section_defaults(fields[key], value), prefix + key) for key, value in data.items()
+    }
     try:
         return cls(**kwargs)
     except ConfigError:
         raise
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {err}") from None
+
+
+def with_section_defaults(f: dataclasses.Field, value: Any) -> Any:
+    """A partial section (``planner: {elites: 5}``) keeps the other values of the field's own default,
+    e.g. the agent's default planner, not the bare class defaults of ``PlannerConfig``."""
+    if not isinstance(value, dict) or f.default_factory is dataclasses.MISSING:
+        return value
+    default = f.default_factory()
+    if not dataclasses.is_dataclass(default):
+        return value
+    return deep_merge(to_dict(default), value)
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def unknown_key_message(dotted: str, key: str, valid: list[str]) -> str:
