@@ -24,17 +24,6 @@ def test_default_yaml_equals_dataclass_defaults():
     assert load_config(StateAgentConfig, CONFIGS / "state_default.yaml") == StateAgentConfig()
 
 
-def test_homework_configs():
-    rs = load_config(StateAgentConfig, CONFIGS / "state_halfcheetah_rs.yaml")
-    cem = load_config(StateAgentConfig, CONFIGS / "state_halfcheetah_cem.yaml")
-    for cfg in (rs, cem):
-        assert cfg.env.id == "cheetah-cs285" and cfg.env.episode_length == 500
-        assert (cfg.model.ensemble_size, cfg.model.hidden_size, cfg.model.num_layers) == (5, 250, 2)
-        assert (cfg.planner.candidates, cfg.planner.horizon) == (1000, 15)
-    assert rs.planner.kind == "rs"
-    assert (cem.planner.kind, cem.planner.iterations, cem.planner.elites, cem.planner.alpha) == ("cem", 4, 5, 1.0)
-
-
 def test_overrides_apply_in_order_and_parse_types(tmp_path):
     cfg = load_config(
         StateAgentConfig,

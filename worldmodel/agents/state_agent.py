@@ -66,6 +66,10 @@ class StateTrainConfig:
     """Fresh random-policy episodes per iteration on which DynamicsMSE is measured."""
     keep_mse_data: bool = True
     """Add those random transitions to the data after measuring (seed 000 does)."""
+    collect_after_last: bool = True
+    """Collect mpc_episodes after the last training too. The homework trains, then collects, so its last
+    iteration's training is followed by evaluation only: false. Without evaluation episodes the last
+    iteration then reports no return (seed 001's model-only run)."""
     checkpoint_every: int = 1
     """Save logdir/checkpoint.pt every this many iterations (and at the end, and on Ctrl-C)."""
     video_every: int = 1
@@ -182,6 +186,11 @@ class Episodes:
     def steps(self) -> int:
         return self.rewards.size
 
+    def split(self, n: int) -> tuple["Episodes", "Episodes"]:
+        """The first ``n`` episodes and the rest."""
+        fields = (self.obs, self.actions, self.next_obs, self.rewards)
+        return Episodes(*(f[:n] for f in fields)), Episodes(*(f[n:] for f in fields))
+
     def add_to(self, buffer: TransitionBuffer) -> None:
         S, A = self.obs.shape[-1], self.actions.shape[-1]
         buffer.add(
@@ -192,29 +201,34 @@ class Episodes:
 def run_episodes(
     envs, policy: Callable[[np.ndarray], np.ndarray], episodes: int, length: int, rng: np.random.Generator, desc: str
 ) -> Episodes:
-    """At least ``episodes`` episodes of ``length`` steps with ``policy(obs (B, S)) -> actions (B, A)``,
-    B envs at a time (the count rounds up to a multiple of B: every env plays whole episodes)."""
-    num_batches = -(-episodes // envs.num_envs)
-    batches = [_run_batch(envs, policy, length, rng, f"{desc} {i + 1}/{num_batches}") for i in range(num_batches)]
+    """Exactly ``episodes`` episodes of ``length`` steps with ``policy(obs (n, S)) -> actions (n, A)``,
+    up to B = envs.num_envs at a time; a last, smaller batch asks the policy only for the envs it uses."""
+    B = envs.num_envs
+    counts = [min(B, episodes - start) for start in range(0, episodes, B)]
+    batches = [
+        _run_batch(envs, policy, count, length, rng, f"{desc} {i + 1}/{len(counts)}") for i, count in enumerate(counts)
+    ]
     return Episodes(*(np.concatenate(parts) for parts in zip(*batches)))
 
 
-def _run_batch(envs, policy, T: int, rng: np.random.Generator, desc: str) -> tuple[np.ndarray, ...]:
-    """One episode in each of the B envs -> obs, actions, next_obs (B, T, ...), rewards (B, T)."""
+def _run_batch(envs, policy, count: int, T: int, rng: np.random.Generator, desc: str) -> tuple[np.ndarray, ...]:
+    """One episode in each of the first ``count`` of the B envs -> obs, actions, next_obs (count, T, ...),
+    rewards (count, T). The other envs step with zero actions (microseconds) and are dropped."""
     obs, _ = envs.reset(seed=int(rng.integers(2**31)))  # (B, S)
+    idle = np.zeros((envs.num_envs - count, *envs.single_action_space.shape), dtype=np.float32)  # (B - count, A)
     steps: list[tuple[np.ndarray, ...]] = []
     for _ in tqdm(range(T), desc=desc, leave=False, unit="step"):
-        actions = np.asarray(policy(obs), dtype=np.float32)  # (B, A)
-        next_obs, rewards, terminated, _, _ = envs.step(actions)
+        actions = np.asarray(policy(obs[:count]), dtype=np.float32)  # (count, A)
+        next_obs, rewards, terminated, _, _ = envs.step(np.concatenate([actions, idle]))
         # Both cheetahs never terminate; the loop's fixed length is the time limit.
         assert not terminated.any(), "a supported state env terminated early; run_episodes assumes fixed-length episodes"
-        steps.append((obs, actions, next_obs, rewards))
+        steps.append((obs[:count], actions, next_obs[:count], rewards[:count]))
         obs = next_obs
-    return tuple(np.stack(field_steps, axis=1).astype(np.float32) for field_steps in zip(*steps))  # (B, T, ...)
+    return tuple(np.stack(field_steps, axis=1).astype(np.float32) for field_steps in zip(*steps))  # (count, T, ...)
 
 
-def random_policy(spec: StateEnvSpec, num_envs: int, rng: np.random.Generator) -> Callable[[np.ndarray], np.ndarray]:
-    return lambda obs: rng.uniform(spec.action_low, spec.action_high, size=(num_envs, spec.action_size))
+def random_policy(spec: StateEnvSpec, rng: np.random.Generator) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda obs: rng.uniform(spec.action_low, spec.action_high, size=(len(obs), spec.action_size))
 
 
 # ---- run state ------------------------------------------------------------------------------
@@ -283,7 +297,7 @@ def build_planner(
 
 def collect_random(run: StateRun) -> None:
     """Iteration 0's data: random-policy episodes (added whole, so a Ctrl-C here leaves no half of them)."""
-    policy = random_policy(run.spec, run.envs.num_envs, run.rng)
+    policy = random_policy(run.spec, run.rng)
     episodes = run_episodes(run.envs, policy, run.cfg.train.random_episodes, run.episode_length, run.rng, "random")
     episodes.add_to(run.buffer)
     run.env_steps += episodes.steps
@@ -308,6 +322,9 @@ def train_dynamics(run: StateRun) -> np.ndarray:
 
 def collect_mpc(run: StateRun, episodes: int, desc: str) -> Episodes:
     """MPC episodes in all envs at once; the caller decides whether they join the data."""
+    if episodes == 0:
+        S, A, T = run.spec.obs_size, run.spec.action_size, run.episode_length
+        return Episodes(np.zeros((0, T, S)), np.zeros((0, T, A)), np.zeros((0, T, S)), np.zeros((0, T)))
     run.policy.reset()
     return run_episodes(run.envs, run.policy.act, episodes, run.episode_length, run.rng, desc)
 
@@ -316,7 +333,7 @@ def collect_mpc(run: StateRun, episodes: int, desc: str) -> Episodes:
 def evaluate_dynamics_mse(run: StateRun) -> float:
     """Unnormalised next-state MSE, averaged over members, on fresh random-policy transitions
     the model has not trained on (seed 000); they join the data afterwards if keep_mse_data."""
-    policy = random_policy(run.spec, run.envs.num_envs, run.rng)
+    policy = random_policy(run.spec, run.rng)
     episodes = run_episodes(run.envs, policy, run.cfg.train.mse_episodes, run.episode_length, run.rng, "fresh random")
     E, S, A = run.model.ensemble_size, run.spec.obs_size, run.spec.action_size
     obs = torch.as_tensor(episodes.obs.reshape(1, -1, S), device=run.device).expand(E, -1, -1)  # (E, n, S)
@@ -330,6 +347,9 @@ def evaluate_dynamics_mse(run: StateRun) -> float:
 
 
 def return_stats(returns: np.ndarray) -> dict[str, float]:
+    """AverageReturn, StdReturn, MinimumReturn, MaximumReturn; nothing when no episode was played."""
+    if returns.size == 0:
+        return {}
     return {
         "AverageReturn": float(returns.mean()),
         "StdReturn": float(returns.std()),
@@ -369,7 +389,8 @@ def log_eval_video(run: StateRun, logger: Logger) -> float:
 
 
 def iterate(run: StateRun, logger: Logger, logdir: Path) -> dict[str, Any]:
-    """One iteration: train on all data, collect with MPC, measure the model, log one row."""
+    """One iteration: train on all data, act with MPC (the episodes that join the data and the
+    evaluation episodes that don't, planned for in the same batched calls), measure the model, log one row."""
     train = run.cfg.train
     iteration_started = started = time.perf_counter()
     losses = train_dynamics(run)
@@ -378,24 +399,24 @@ def iterate(run: StateRun, logger: Logger, logdir: Path) -> dict[str, Any]:
     save_loss_curve(losses, curve, run.iteration)
     logger.image("model/loss_curve", curve, step=run.iteration)
 
+    last = run.iteration + 1 == train.iterations
+    num_collect = train.mpc_episodes if (train.collect_after_last or not last) else 0
     started = time.perf_counter()
     run.policy.plan_seconds, run.policy.plan_calls = 0.0, 0
-    collected = collect_mpc(run, train.mpc_episodes, f"iteration {run.iteration} MPC")
+    acted = collect_mpc(run, num_collect + train.eval_episodes, f"iteration {run.iteration} MPC")
     collect_time = time.perf_counter() - started
-    plan_ms = 1000 * run.policy.plan_seconds / max(run.policy.plan_calls, 1)
+    collected, evaluated = acted.split(num_collect)
     collected.add_to(run.buffer)
     run.env_steps += collected.steps
-
-    reported = collected
-    if train.eval_episodes > 0:
-        reported = collect_mpc(run, train.eval_episodes, f"iteration {run.iteration} evaluation")
     mse = evaluate_dynamics_mse(run)
 
+    reported = evaluated if train.eval_episodes > 0 else collected
     row: dict[str, Any] = {"Iteration": run.iteration, **return_stats(reported.returns), "DynamicsMSE": mse}
     row.update(EnvSteps=run.env_steps, TrainTime=train_time, CollectTime=collect_time)
-    row.update({"RandomReturn": run.random_return, "model/loss": float(losses[-1]), "planner/ms": plan_ms})
-    row["steps_per_second"] = collected.steps / collect_time
-    last = run.iteration + 1 == train.iterations
+    row.update({"RandomReturn": run.random_return, "model/loss": float(losses[-1])})
+    if acted.steps:
+        row["planner/ms"] = 1000 * run.policy.plan_seconds / max(run.policy.plan_calls, 1)
+        row["steps_per_second"] = acted.steps / collect_time
     if train.video_every and (run.iteration % train.video_every == 0 or last):
         row["eval_video_return"] = log_eval_video(run, logger)
     run.elapsed += time.perf_counter() - iteration_started
@@ -407,9 +428,11 @@ def iterate(run: StateRun, logger: Logger, logdir: Path) -> dict[str, Any]:
 
 
 def summary_line(row: dict[str, Any]) -> str:
-    keys = ["Iteration", "AverageReturn", "StdReturn", "RandomReturn", "DynamicsMSE", "EnvSteps"]
+    keys = ["Iteration", "AverageReturn", "StdReturn", "RandomReturn", "DynamicsMSE", "model/loss", "EnvSteps"]
     keys += ["TrainTime", "CollectTime"]
-    return " ".join(f"{k}={row[k]:.4g}" if isinstance(row[k], float) else f"{k}={row[k]}" for k in keys)
+    return " ".join(
+        f"{k}={row[k]:.4g}" if isinstance(row[k], float) else f"{k}={row[k]}" for k in keys if row.get(k) is not None
+    )
 
 
 def save(run: StateRun, logdir: Path) -> Path:

@@ -1,7 +1,8 @@
 """The homework's own cheetah (``--env cheetah-cs285``), so results sit beside the seeds' tables.
 
 As in berkeleydeeprlcourse/homework_fall2023 ``hw4/cs285/envs/cheetah/cheetah.py``: gymnasium's
-half_cheetah.xml stepped once per action (dt = 0.01 s), 500-step episodes, the observation
+half_cheetah.xml stepped once per action (dt = 0.01 s), 1000-step episodes (the registration's time limit; seed 001's
+gymnasium port runs episodes to it, its ep_len of 500 only cuts rendered videos), the observation
 
     [qpos (9), qvel (9), torso centre of mass (3)]      (21,)
 
@@ -22,7 +23,7 @@ from gymnasium.envs.mujoco import MujocoEnv
 from gymnasium.spaces import Box
 
 ENV_ID = "cheetah-cs285"
-EPISODE_LENGTH = 500
+EPISODE_LENGTH = 1000  # the homework registers cheetah-cs285-v0 with max_episode_steps=1000
 OBS_SIZE = 21
 RESET_NOISE = 0.1
 
@@ -48,7 +49,7 @@ class CheetahCS285Env(MujocoEnv, utils.EzPickle):
         reward = self._reward(obs)
         if self.render_mode == "human":
             self.render()
-        # Truncation at 500 steps comes from the TimeLimit wrapper added by ``make``.
+        # Truncation at 1000 steps comes from the TimeLimit wrapper added by ``make``.
         return obs, reward, False, False, {"x_position": self.data.qpos[0], "x_velocity": self.data.qvel[0]}
 
     @staticmethod
