@@ -93,21 +93,19 @@ def test_second_call_skips_finished_runs(tiny_table, capsys):
 @pytest.mark.slow
 def test_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch):
     out = tmp_path / "t"
-    real_iterate = state_agent.iterate
-    calls = {"n": 0}
+    real_train = state_agent.train_dynamics
 
-    def interrupt_second_iteration(run, logger, logdir):
-        if run.iteration == 1 and logdir.name == "rs_nodelta_seed0":
-            raise KeyboardInterrupt
-        calls["n"] += 1
-        return real_iterate(run, logger, logdir)
+    def interrupt_second_nodelta_iteration(run):
+        if run.iteration == 1 and not run.cfg.model.delta_norm:
+            raise KeyboardInterrupt  # as Ctrl-C: the run saves its checkpoint and stops
+        return real_train(run)
 
     seed000_tiny = [o for o in TINY if not o.startswith(("train.eval", "train.iterations"))] + ["train.iterations=2"]
-    monkeypatch.setattr(state_agent, "iterate", interrupt_second_iteration)
+    monkeypatch.setattr(state_agent, "train_dynamics", interrupt_second_nodelta_iteration)
     assert call("seed000", "--scale", "lite", "--out", str(out), *seed000_tiny) == 130
     first = metrics_text(out)
     assert len(first["rs_nodelta_seed0"].splitlines()) == 1
-    monkeypatch.setattr(state_agent, "iterate", real_iterate)
+    monkeypatch.setattr(state_agent, "train_dynamics", real_train)
     assert call("seed000", "--scale", "lite", "--out", str(out), *seed000_tiny) == 0
     after = metrics_text(out)
     assert after["rs_seed0"] == first["rs_seed0"]  # finished: untouched
