@@ -9,9 +9,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from worldmodel.agents.common import WandbConfig
 from worldmodel.errors import UserError
-from worldmodel.logging.logger import Logger, read_metrics, trim_metrics, wandb_mode, write_mp4
+from worldmodel.logging.logger import Logger, WandbConfig, read_metrics, trim_metrics, wandb_mode, write_mp4
 
 
 @pytest.fixture
