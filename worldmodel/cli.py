@@ -44,7 +44,7 @@ def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str] | None
             overrides.append(token)
         else:
             flags.append(token)
-        # An exact option or an unambiguous prefix of one (argparse's abbreviations); --opt=value needs nothing more.
+        # An option or a prefix of one (argparse's abbreviations) takes the next token; --opt=value does not.
         value_expected = token.startswith("-") and "=" not in token and any(o.startswith(token) for o in takes_one_value)
     args, unknown = parser.parse_known_args(flags)
     strays = unknown + args.overrides
