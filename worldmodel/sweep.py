@@ -149,7 +149,7 @@ def run_attempt(trial: Trial, out: str, attempt: int) -> int:
         log.flush()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen(
-            command, cwd=out_dir, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent
+            command, cwd=out_dir / "logs", stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent
         )
         try:
             return process.wait()

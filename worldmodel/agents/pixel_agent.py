@@ -78,10 +78,8 @@ class PixelTrainConfig:
     """Save logdir/checkpoint.pt every this many episodes, and at the end."""
 
     def __post_init__(self) -> None:
-        for name in ("episodes", "train_steps", "batch_size", "eval_every", "eval_episodes"):
-            value = getattr(self, name)
-            check(value >= 1, f"train.{name} must be >= 1, got {value}")
-        for name in ("media_every", "checkpoint_every", "heldout_chunks"):
+        positive = ("episodes", "train_steps", "batch_size", "eval_every", "eval_episodes", "media_every")
+        for name in (*positive, "checkpoint_every", "heldout_chunks"):
             value = getattr(self, name)
             check(value >= 1, f"train.{name} must be >= 1, got {value}")
         check(self.seed_episodes >= 1, f"train.seed_episodes must be >= 1, got {self.seed_episodes}")
