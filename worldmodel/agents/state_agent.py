@@ -6,7 +6,7 @@ and MPC with CEM or random shooting (seeds 000, 001).
     python train/agent.py --obs state --config configs/state_halfcheetah_cem.yaml planner.horizon=1
     python train/agent.py --obs state --resume /tmp/smoke                    # continue from its checkpoint
 
-The loop (``run``): iteration 0 starts from random-policy data (``collect_random``); every
+The loop: iteration 0 starts from random-policy data (``collect_random``); every
 iteration then trains the ensemble on all the data (``train_dynamics``), collects episodes with
 MPC in all N envs at once, planning for them in one batched call per step (``collect_mpc``),
 measures the model on fresh random-policy transitions (``evaluate_dynamics_mse``) and logs one
