@@ -152,7 +152,11 @@ def run_attempt(trial: Trial, out: str, attempt: int) -> int:
             command, cwd=out_dir / "logs", stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent
         )
         try:
-            return process.wait()
+            while True:  # short waits: Ray's cancel raises between them, not inside a blocking wait
+                try:
+                    return process.wait(timeout=0.5)
+                except subprocess.TimeoutExpired:
+                    pass
         except KeyboardInterrupt:
             process.send_signal(signal.SIGTERM)
             try:
@@ -236,6 +240,26 @@ def drive(ray, todo, out, state, cpus_per_run, gpus_per_run, max_concurrent, max
     queue: deque[Trial] = deque(todo)
     running: dict[Any, Trial] = {}
     tries: dict[str, int] = {trial.name: 0 for trial in todo}  # attempts in this invocation
+
+    def finish(ref, stopping: bool = False) -> None:
+        trial = running.pop(ref)
+        try:
+            code, why = ray.get(ref), None
+        except ray.exceptions.RayError as err:  # the worker died, the task was cancelled ...
+            code, why = None, type(err).__name__
+        log, entry = out / "logs" / f"{trial.name}.log", state[trial.name]
+        if code == 0:
+            entry["status"] = "done"
+            print(f"sweep: {trial.name} done", flush=True)
+        elif stopping:
+            entry["status"] = "interrupted"
+        elif code != USER_ERROR and tries[trial.name] <= max_retries:
+            print(f"sweep: {trial.name} stopped ({why or f'exit {code}'}); resuming it, see {log}", flush=True)
+            queue.append(trial)
+        else:
+            entry["status"] = "failed"
+            print(f"sweep: {trial.name} failed ({why or f'exit {code}'}), see {log}", flush=True)
+
     try:
         while queue or running:
             while queue and (max_concurrent is None or len(running) < max_concurrent):
@@ -247,31 +271,18 @@ def drive(ray, todo, out, state, cpus_per_run, gpus_per_run, max_concurrent, max
                 print(f"sweep: {trial.name} started (attempt {tries[trial.name]})", flush=True)
             save_state(out, state)
             (ref,), _ = ray.wait(list(running), num_returns=1)
-            trial = running.pop(ref)
-            try:
-                code, why = ray.get(ref), None
-            except ray.exceptions.RayError as err:  # the worker died, the node went away ...
-                code, why = None, type(err).__name__
-            log = out / "logs" / f"{trial.name}.log"
-            if code == 0:
-                state[trial.name]["status"] = "done"
-                print(f"sweep: {trial.name} done", flush=True)
-            elif code != USER_ERROR and tries[trial.name] <= max_retries:
-                print(f"sweep: {trial.name} stopped ({why or f'exit {code}'}); resuming it, see {log}", flush=True)
-                queue.append(trial)
-            else:
-                state[trial.name]["status"] = "failed"
-                print(f"sweep: {trial.name} failed ({why or f'exit {code}'}), see {log}", flush=True)
+            finish(ref)
         save_state(out, state)
     except KeyboardInterrupt:
+        print("sweep: stopping; the running trials save their checkpoints", flush=True)
         for ref in running:
             ray.cancel(ref)  # the task sends SIGTERM: the run saves its checkpoint and exits
         deadline = time.monotonic() + STOP_SECONDS
         while running and time.monotonic() < deadline:
             done, _ = ray.wait(list(running), num_returns=len(running), timeout=1)
             for ref in done:
-                running.pop(ref)
-        for name, entry in state.items():
+                finish(ref, stopping=True)
+        for entry in state.values():
             if entry["status"] == "running":
                 entry["status"] = "interrupted"
         save_state(out, state)
