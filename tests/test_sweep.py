@@ -145,6 +145,43 @@ def test_a_killed_worker_is_resumed_from_its_checkpoint(killed_sweep):
     assert counters["iteration"] == ITERATIONS
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ctrl_c_leaves_every_trial_resumable_and_the_same_command_finishes_them(tmp_path):
+    out = tmp_path / "sweep"
+    command = [sys.executable, str(SWEEP), "--config", str(SMOKE), "--seeds", "0", "1", "--out", str(out)]
+    command += ["logger=none", "env.episode_length=20", "model.train_steps=10", "train.iterations=8", "train.video_every=0"]
+
+    def like_a_terminal() -> None:  # its own process group, Ctrl-C not ignored (as in a background job)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.setsid()
+
+    log = tmp_path / "sweep.log"
+    with log.open("w") as f:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=environment(), stdout=f, stderr=subprocess.STDOUT, preexec_fn=like_a_terminal
+        )
+    try:
+        checkpoints = [out / f"seed{seed}" / "checkpoint.pt" for seed in (0, 1)]
+        wait_for(lambda: all(path.is_file() for path in checkpoints), process, "both trials' checkpoints", log)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+        assert process.wait(timeout=150) == 130, log.read_text()[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+    state = json.loads((out / "sweep.json").read_text())["trials"]
+    assert {entry["status"] for entry in state.values()} == {"interrupted"}, state
+    for seed in (0, 1):
+        assert "interrupted: checkpoint saved" in (out / "logs" / f"seed{seed}.log").read_text()
+
+    again = subprocess.run(command, cwd=ROOT, env=environment(), capture_output=True, text=True, timeout=240)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert again.stdout.count(" resumed (attempt 2)") == 2, again.stdout
+    for seed in (0, 1):
+        assert [row["Iteration"] for row in read_metrics(out / f"seed{seed}" / "metrics.jsonl")] == list(range(8))
+
+
 def test_trials_are_the_cross_product_of_grid_and_seeds():
     trials = sweep_trials("state", None, [0, 1], parse_grid(["planner.horizon=5,10"]), ["logger=none"])
     assert [t.name for t in trials] == [

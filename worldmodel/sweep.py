@@ -268,7 +268,8 @@ def drive(ray, todo, out, state, cpus_per_run, gpus_per_run, max_concurrent, max
                 state[trial.name]["attempts"] += 1
                 state[trial.name]["status"] = "running"
                 running[remote.remote(trial, str(out), state[trial.name]["attempts"])] = trial
-                print(f"sweep: {trial.name} started (attempt {tries[trial.name]})", flush=True)
+                verb = "resumed" if (out / trial.name / "config.yaml").is_file() else "started"
+                print(f"sweep: {trial.name} {verb} (attempt {state[trial.name]['attempts']})", flush=True)
             save_state(out, state)
             (ref,), _ = ray.wait(list(running), num_returns=1)
             finish(ref)
