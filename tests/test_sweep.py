@@ -1,6 +1,7 @@
 """train/sweep.py on a local Ray: two seeds of the smoke config, one trial's Ray worker SIGKILLed
 mid-run. The sweep must finish both trials (the killed one resumed from its checkpoint, no metrics
-row twice), write report.md / report.json, and a second invocation must redo nothing."""
+row twice), write report.md / report.json, and a second invocation must redo nothing. Ctrl-C
+leaves every trial resumable."""
 
 from __future__ import annotations
 
@@ -150,7 +151,8 @@ def test_a_killed_worker_is_resumed_from_its_checkpoint(killed_sweep):
 def test_ctrl_c_leaves_every_trial_resumable_and_the_same_command_finishes_them(tmp_path):
     out = tmp_path / "sweep"
     command = [sys.executable, str(SWEEP), "--config", str(SMOKE), "--seeds", "0", "1", "--out", str(out)]
-    command += ["logger=none", "env.episode_length=20", "model.train_steps=10", "train.iterations=8", "train.video_every=0"]
+    command += ["logger=none", "env.episode_length=20", "model.train_steps=10", "train.iterations=8"]
+    command += ["train.video_every=0"]
 
     def like_a_terminal() -> None:  # its own process group, Ctrl-C not ignored (as in a background job)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -215,6 +217,14 @@ def test_without_ray_the_sweep_says_how_to_install_it(tmp_path, monkeypatch, cap
     code = load_sweep_cli().main(["--config", str(SMOKE), "--out", str(tmp_path / "sweep")])
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and "pip install -e '.[sweep]'" in lines[0], lines
+
+
+def test_a_bad_override_is_one_error_before_anything_runs(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    code = load_sweep_cli().main(["--config", str(SMOKE), "--seeds", "0", "1", "--out", str(out), "planner.horizn=3"])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "unknown config key 'planner.horizn'" in lines[0], lines
+    assert not out.exists()
 
 
 def test_a_trial_name_reused_with_other_settings_is_refused(tmp_path):

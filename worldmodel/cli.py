@@ -45,7 +45,8 @@ def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str] | None
         else:
             flags.append(token)
         # An option or a prefix of one (argparse's abbreviations) takes the next token; --opt=value does not.
-        value_expected = token.startswith("-") and "=" not in token and any(o.startswith(token) for o in takes_one_value)
+        is_flag = token.startswith("-") and "=" not in token
+        value_expected = is_flag and any(option.startswith(token) for option in takes_one_value)
     args, unknown = parser.parse_known_args(flags)
     strays = unknown + args.overrides
     if strays:
@@ -103,6 +104,15 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
     return [f"{key}={value}" for key, value in pairs.items() if value is not None] + list(args.overrides)
 
 
+def agent_spec(obs: str):
+    """What the run loop needs to know about the ``state`` or the ``pixels`` agent (a ``RunSpec``)."""
+    if obs == "state":
+        from worldmodel.agents.state_agent import STATE_SPEC as spec
+    else:
+        from worldmodel.agents.pixel_agent import PIXEL_SPEC as spec
+    return spec
+
+
 def interrupt_on_sigterm() -> None:
     """SIGTERM (a scheduler or a sweep stopping the run) checkpoints like Ctrl-C does."""
 
@@ -116,17 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_with_overrides(build_parser(), argv)
     os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering unless the user chose a backend
 
-    def train() -> None:
+    def run() -> None:
+        from worldmodel import runner
         from worldmodel.logging.progress import set_quiet
 
         set_quiet(args.quiet)
-        if args.obs == "state":
-            from worldmodel.agents import state_agent as agent
-        else:
-            from worldmodel.agents import pixel_agent as agent
-        agent.main(config_path=args.config, overrides=flag_overrides(args), logdir=args.logdir, resume=args.resume)
+        runner.train(agent_spec(args.obs), args.config, flag_overrides(args), args.logdir, args.resume)
 
-    return exit_code(train)
+    return exit_code(run)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,16 @@ def load_state(out: Path, trials: list[Trial]) -> dict[str, dict[str, Any]]:
     return state
 
 
+def check_configs(trials: list[Trial], out: Path) -> None:
+    """Load the config of every trial that has not started yet, so that a typo is one error before Ray starts."""
+    from worldmodel.cli import agent_spec
+    from worldmodel.config import load_config
+
+    for trial in trials:
+        if not (out / trial.name / "config.yaml").is_file():
+            load_config(agent_spec(trial.obs).config_class, trial.config, trial.overrides)
+
+
 def save_state(out: Path, state: dict[str, dict[str, Any]]) -> None:
     tmp = out / f".{STATE_FILE}.tmp"
     tmp.write_text(json.dumps({"trials": state}, indent=2) + "\n")
@@ -208,10 +218,11 @@ def run_trials(
     names = [trial.name for trial in trials]
     if len(set(names)) != len(names):
         raise UserError(f"trial names must be unique, got {names}")
-    (out / "logs").mkdir(parents=True, exist_ok=True)
     state = load_state(out, trials)
     todo = [trial for trial in trials if state[trial.name]["status"] != "done"]
+    check_configs(todo, out)  # bad input: one error, nothing written
     finished_before = {trial.name for trial in trials} - {trial.name for trial in todo}
+    (out / "logs").mkdir(parents=True, exist_ok=True)
     save_state(out, state)
     if finished_before:
         print(f"sweep: {len(finished_before)} of {len(trials)} trials finished earlier, skipped", flush=True)
