@@ -277,8 +277,7 @@ def markdown(table: Table, rows: list[dict[str, Any]], scale: str, command: str,
 
 
 def plot(table: Table, out: Path, seeds: list[int]) -> Path:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from report import load_run, plot_returns  # scripts/report.py: one plot for every table of runs
+    from worldmodel.report import load_run, plot_returns
 
     groups = {}
     for run in table.runs:
@@ -288,8 +287,8 @@ def plot(table: Table, out: Path, seeds: list[int]) -> Path:
             if read_rows(logdir):
                 try:
                     members.append(load_run(logdir))
-                except SystemExit:
-                    continue
+                except UserError:
+                    continue  # no AverageReturn yet
         if members:
             groups[run.name] = members
     path = out / "returns.png"

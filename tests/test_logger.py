@@ -4,14 +4,14 @@ no wandb folder with logger=none, the mode switch, resuming the same run id, rea
 from __future__ import annotations
 
 import json
+import time
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from worldmodel.agents.common import WandbConfig
 from worldmodel.errors import UserError
-from worldmodel.logging.logger import Logger, read_metrics, trim_metrics, wandb_mode, write_mp4
+from worldmodel.logging.logger import Logger, WandbConfig, read_metrics, trim_metrics, wandb_mode, write_mp4
 
 
 @pytest.fixture
@@ -33,6 +33,18 @@ def frames(T: int = 7, H: int = 32, W: int = 48) -> np.ndarray:
 
 def offline_run_dirs(logdir):
     return sorted((logdir / "wandb").glob("offline-run-*"))
+
+
+def wandb_records(path, timeout: float = 10.0) -> bytes:
+    """The offline run file's protobuf records (key names in the clear). wandb's service process may
+    write them a few milliseconds after ``finish()`` returns (the process's exit waits for it), so
+    wait until the file holds more than its 7-byte header and has stopped growing."""
+    deadline = time.monotonic() + timeout
+    size = -1
+    while (path.stat().st_size <= 7 or path.stat().st_size != size) and time.monotonic() < deadline:
+        size = path.stat().st_size
+        time.sleep(0.1)
+    return path.read_bytes()
 
 
 def test_offline_wandb_run_gets_rows_images_and_videos(offline, tmp_path, capsys):
@@ -59,7 +71,7 @@ def test_offline_wandb_run_gets_rows_images_and_videos(offline, tmp_path, capsys
     assert (logdir / "media" / "openl_00000000.mp4").is_file()
     (run_dir,) = offline_run_dirs(logdir)
     assert run_dir.name.endswith(run.id) and (run_dir / f"run-{run.id}.wandb").is_file()
-    records = (run_dir / f"run-{run.id}.wandb").read_bytes()  # protobuf records: key names in the clear
+    records = wandb_records(run_dir / f"run-{run.id}.wandb")
     assert b"AverageReturn" in records and b"Iteration" in records, "rows missing from the offline run"
     assert len(list(run_dir.glob("files/media/images/recon_*.png"))) == 1
     (video,) = run_dir.glob("files/media/videos/openl_*.mp4")

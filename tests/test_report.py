@@ -51,3 +51,15 @@ def test_table_groups_seeds_and_plot_is_written(tmp_path, capsys):
 def test_not_a_run_folder_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="is not a run folder"):
         load_report().main([str(tmp_path)])
+
+
+def test_json_holds_the_rows_and_the_curves(tmp_path):
+    runs = [fake_run(tmp_path / f"cem{seed}", "cem", seed, [5.0, 30.0 + seed]) for seed in (1, 2)]
+    out, json_out = tmp_path / "report.md", tmp_path / "report.json"
+    assert load_report().main([str(r) for r in runs] + ["--out", str(out), "--json", str(json_out)]) == 0
+    report = json.loads(json_out.read_text())
+    (row,) = report["rows"]
+    assert row["runs"] == 2 and row["seeds"] == [1, 2] and row["final_iteration"] == [1]
+    assert row["final_returns"] == [31.0, 32.0]
+    assert row["AverageReturn_mean"] == 31.5 and row["AverageReturn_std"] == 0.5
+    assert report["curves"][row["config"]] == {"step": [0, 1], "mean": [5.0, 31.5], "std": [0.0, 0.5]}

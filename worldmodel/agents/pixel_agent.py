@@ -11,8 +11,8 @@ steps on sampled chunks), ``collect`` (one episode per env, planning in latent s
 exploration noise) and, every few episodes, ``evaluate`` (no noise) and ``log_media``.
 
 Everything a run needs to continue lives in ``PixelRun`` (world model + optimizer, replay, RNG
-states, counters), checkpointed atomically every ``checkpoint_every`` episodes, at the end and
-on Ctrl-C.
+states, counters); the shared loop (``worldmodel.runner``, driven by ``PIXEL_SPEC``) checkpoints it
+atomically after the seed episodes, every ``checkpoint_every`` episodes, at the end and on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -21,35 +21,28 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from worldmodel.agents.common import (
-    WandbConfig,
-    check_resume_target,
-    default_logdir,
-    load_run_config,
-    prepare_logdir,
-    resolve_device,
-    restore_rng_state,
-    rng_state,
-    seed_everything,
-)
-from worldmodel.checkpoint import load_checkpoint, save_checkpoint
-from worldmodel.config import check, load_config, save_config, to_dict
+from worldmodel import runner
+from worldmodel.agents.common import resolve_device, seed_everything
+from worldmodel.agents.policies import PixelPolicy
+from worldmodel.checkpoint import load_checkpoint
+from worldmodel.config import check, load_config
 from worldmodel.data.episodes import EpisodeReplay, ReplayConfig
+from worldmodel.envs.pixel_episodes import Episodes, random_actions, run_episodes
 from worldmodel.envs.pixels import PixelEnvConfig, PixelEnvs, make_pixel_envs
 from worldmodel.errors import UserError
-from worldmodel.logging.logger import Logger
+from worldmodel.logging.logger import Logger, WandbConfig
 from worldmodel.logging.logger import trim_metrics as logger_trim_metrics
 from worldmodel.logging.media import episode_video, openl_video, recon_grid
+from worldmodel.logging.progress import progress
 from worldmodel.models.world_model import WorldModel, WorldModelConfig, batch_to_torch, check_image_shape
 from worldmodel.planning.cem import CEMPlanner, PlannerConfig
+from worldmodel.runner import CHECKPOINT_NAME, crossed
 
-CHECKPOINT_NAME = "checkpoint.pt"
 HELDOUT_SEED_OFFSET = 10_007  # the held-out chunks are drawn from their own, fixed stream
 OPENL_CONTEXT = 5  # frames filtered by the posterior before the open-loop prior takes over
 MEDIA_SEQUENCES = 4  # sequences side by side in the open-loop video
@@ -85,10 +78,8 @@ class PixelTrainConfig:
     """Save logdir/checkpoint.pt every this many episodes, and at the end."""
 
     def __post_init__(self) -> None:
-        for name in ("episodes", "train_steps", "batch_size", "eval_every", "eval_episodes"):
-            value = getattr(self, name)
-            check(value >= 1, f"train.{name} must be >= 1, got {value}")
-        for name in ("media_every", "checkpoint_every", "heldout_chunks"):
+        positive = ("episodes", "train_steps", "batch_size", "eval_every", "eval_episodes", "media_every")
+        for name in (*positive, "checkpoint_every", "heldout_chunks"):
             value = getattr(self, name)
             check(value >= 1, f"train.{name} must be >= 1, got {value}")
         check(self.seed_episodes >= 1, f"train.seed_episodes must be >= 1, got {self.seed_episodes}")
@@ -141,140 +132,20 @@ class PixelAgentConfig:
         check_image_shape((3, self.env.image_size, self.env.image_size))
 
 
-# ---- acting ---------------------------------------------------------------------------------
-
-
-class PixelPolicy:
-    """Acts from frames: filters each frame into the posterior state, then plans from it with latent CEM.
-
-    >>> policy.reset()
-    >>> actions = policy.act(frames)          # frames uint8 (B, C, H, W) -> actions (B, A) numpy in [-1, 1]
-    >>> seen = policy.reconstruct()           # the model's picture of the last frame, uint8 (B, C, H, W)
-    """
-
-    def __init__(
-        self,
-        world_model: WorldModel,
-        planner: CEMPlanner,
-        *,
-        exploration_noise: float = 0.0,
-        generator: torch.Generator | None = None,
-        make_envs: Callable[..., PixelEnvs] | None = None,
-    ) -> None:
-        self.world_model = world_model
-        self.planner = planner
-        self.exploration_noise = exploration_noise
-        self.generator = generator
-        self.make_envs = make_envs
-        """``make_envs(num_envs=1, seed=0)``: the envs this agent was trained on (for export scripts)."""
-        self.state = None  # posterior (B), created on the first frame of an episode
-        self.plan_seconds = 0.0
-        self.plan_calls = 0
-
-    def reset(self) -> None:
-        """Start of new episodes: forget the belief, the previous action and the previous plan."""
-        self.state = None
-        self.planner.reset()
-
-    @torch.no_grad()
-    def act(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
-        """Frames uint8 (B, C, H, W) -> actions (B, A) in [-1, 1], planned for all B envs in one call."""
-        started = time.perf_counter()
-        wm = self.world_model
-        B = obs.shape[0]
-        if self.state is None:  # first frame: the state resets and no action led here
-            self.state = wm.initial_state(B)
-            self._previous_action = torch.zeros(B, wm.action_size, device=wm.device)  # (B, A)
-            is_first = torch.ones(B, dtype=torch.bool, device=wm.device)
-        else:
-            is_first = torch.zeros(B, dtype=torch.bool, device=wm.device)
-        self.state = wm.filter_step(self.state, self._previous_action, obs, is_first)
-        state = self.state
-        plan = self.planner.plan(lambda actions: wm.imagine_returns(state, actions), batch_size=B)  # (B, L, A)
-        action = plan[:, 0]  # (B, A)
-        if explore and self.exploration_noise > 0:
-            noise = torch.randn(action.shape, device=action.device, generator=self.generator)
-            action = (action + self.exploration_noise * noise).clamp(-1.0, 1.0)
-        self._previous_action = action
-        actions = action.cpu().numpy()  # the one host copy per env step, after planning
-        self.plan_seconds += time.perf_counter() - started
-        self.plan_calls += 1
-        return actions
-
-    @torch.no_grad()
-    def reconstruct(self) -> np.ndarray:
-        """The decoded posterior of the last frame given to ``act``: uint8 (B, C, H, W)."""
-        if self.state is None:
-            raise UserError("reconstruct() needs a frame first: call act(obs) after reset()")
-        wm = self.world_model
-        return wm.postprocess(wm.decode(self.state.h, self.state.z)).cpu().numpy()
-
-
-def random_actions(rng: np.random.Generator, num_envs: int, action_size: int) -> Callable[[np.ndarray], np.ndarray]:
-    """A policy of uniform random actions in [-1, 1] (seed episodes)."""
-    return lambda obs: rng.uniform(-1.0, 1.0, size=(num_envs, action_size)).astype(np.float32)
-
-
-@dataclass
-class Episodes:
-    """One episode per env, in the replay's aligned steps (step 0: first frame, zero action, zero reward)."""
-
-    obs: list[list[np.ndarray]]  # per env, T_b frames (C, H, W)
-    action: list[list[np.ndarray]]  # per env, T_b actions (A,)
-    reward: list[list[float]]  # per env, T_b rewards
-
-    @property
-    def returns(self) -> np.ndarray:
-        return np.array([sum(r) for r in self.reward], dtype=np.float64)  # (B,)
-
-    @property
-    def agent_steps(self) -> int:
-        return sum(len(r) - 1 for r in self.reward)
-
-    def add_to(self, replay: EpisodeReplay) -> None:
-        for obs, action, reward in zip(self.obs, self.action, self.reward):
-            replay.add_episode(np.stack(obs), np.stack(action), np.asarray(reward, np.float32))
-
-
-def run_episodes(envs: PixelEnvs, policy: Callable[[np.ndarray], np.ndarray], desc: str) -> Episodes:
-    """Play one episode in every env with ``policy(frames (B, C, H, W)) -> actions (B, A)``."""
-    obs = envs.reset()  # (B, C, H, W)
-    B, A = envs.num_envs, envs.action_size
-    episodes = Episodes(
-        obs=[[obs[b]] for b in range(B)],
-        action=[[np.zeros(A, np.float32)] for _ in range(B)],
-        reward=[[0.0] for _ in range(B)],
-    )
-    done = np.zeros(B, dtype=bool)
-    with tqdm(total=envs.max_episode_steps, desc=desc, leave=False, unit="step") as bar:
-        while not done.all():
-            actions = policy(obs)  # (B, A)
-            obs, rewards, now_done = envs.step(actions)
-            for b in np.flatnonzero(~done):  # envs that finished earlier hold still: nothing to record
-                episodes.obs[b].append(obs[b])
-                episodes.action[b].append(actions[b].astype(np.float32))
-                episodes.reward[b].append(float(rewards[b]))
-            done = now_done
-            bar.update(1)
-    return episodes
-
-
 # ---- run state ------------------------------------------------------------------------------
 
 
-class PixelRun:
+class PixelRun(runner.RunState):
     """All the state of a training run: world model + optimizer, replay, held-out episodes, RNGs, counters."""
 
+    counters = ("episode", "env_steps", "train_steps", "elapsed")
+
     def __init__(self, cfg: PixelAgentConfig, envs: PixelEnvs, device: torch.device) -> None:
-        self.cfg = cfg
-        self.envs = envs
-        self.device = device
+        super().__init__(cfg, envs, device)
         image_shape = envs.obs_shape
         self.world_model = WorldModel(cfg.model, envs.action_size, image_shape).to(device)
         self.replay = EpisodeReplay(cfg.replay, image_shape, envs.action_size)
         self.heldout = EpisodeReplay(cfg.replay, image_shape, envs.action_size)
-        self.rng = np.random.default_rng(cfg.seed)
-        self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
         box = torch.ones(envs.action_size, device=device)
         self.planner = CEMPlanner(cfg.planner, low=-box, high=box, generator=self.generator)
         self.policy = PixelPolicy(
@@ -283,29 +154,18 @@ class PixelRun:
         self.episode = 0  # training episodes collected (seed ones included)
         self.env_steps = 0  # environment steps of training episodes, action repeat included
         self.train_steps = 0  # gradient steps
-        self.elapsed = 0.0  # wall seconds spent in this run, over all resumes
 
-    def state_dict(self) -> dict[str, Any]:
+    def payload(self) -> dict[str, Any]:
         return {
             "world_model": self.world_model.checkpoint_state(),
             "replay": self.replay.state_dict(),
             "heldout": self.heldout.state_dict(),
-            "counters": {
-                "episode": self.episode,
-                "env_steps": self.env_steps,
-                "train_steps": self.train_steps,
-                "elapsed": self.elapsed,
-            },
-            "rng": rng_state(self.rng, self.generator),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_payload(self, state: dict[str, Any]) -> None:
         self.world_model.load_checkpoint_state(state["world_model"])
         self.replay.load_state_dict(state["replay"])
         self.heldout.load_state_dict(state["heldout"])
-        for key, value in state["counters"].items():
-            setattr(self, key, value)
-        restore_rng_state(state["rng"], self.rng, self.generator)
 
 
 # ---- the loop -------------------------------------------------------------------------------
@@ -332,7 +192,7 @@ def update_model(run: PixelRun) -> dict[str, float]:
     """C gradient steps on chunks sampled from the replay -> the metrics averaged over them."""
     train = run.cfg.train
     history: list[dict[str, torch.Tensor]] = []
-    for _ in tqdm(range(train.train_steps), desc="train", leave=False, unit="step"):
+    for _ in progress(range(train.train_steps), desc="train", unit="step"):
         batch = batch_to_torch(run.replay.sample(train.batch_size, train.chunk_length, run.rng), run.device)
         history.append(run.world_model.train_step(batch))
         run.train_steps += 1
@@ -401,12 +261,7 @@ def log_media(run: PixelRun, logger: Logger, eval_frames: np.ndarray | None) -> 
         logger.video("eval_episode", episode_video(eval_frames, MEDIA_SCALE), step, fps=20)
 
 
-def crossed(before: int, after: int, every: int) -> bool:
-    """Did the counter pass a multiple of ``every`` going from ``before`` to ``after``?"""
-    return after // every > before // every
-
-
-def iterate(run: PixelRun, logger: Logger) -> None:
+def iterate(run: PixelRun, logger: Logger, logdir: Path | None = None) -> None:
     """One iteration: train, collect, maybe evaluate and log media, log the row."""
     train = run.cfg.train
     started, steps_before, episode_before = time.perf_counter(), run.env_steps, run.episode
@@ -441,31 +296,11 @@ def summary_line(row: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def save(run: PixelRun, logdir: Path) -> Path:
-    return save_checkpoint(logdir / CHECKPOINT_NAME, {"kind": "pixels", "run": run.state_dict()})
-
-
-def train_loop(run: PixelRun, logger: Logger, logdir: Path) -> None:
-    """Seed, then iterate until ``train.episodes``; checkpoint every few episodes, at the end and on Ctrl-C."""
-    train = run.cfg.train
-    try:
-        started = time.perf_counter()
-        unseeded = run.episode < train.seed_episodes
-        collect_seed_episodes(run)
-        if unseeded:
-            run.elapsed += time.perf_counter() - started
-            save(run, logdir)
-        while run.episode < train.episodes:
-            episode_before = run.episode
-            iterate(run, logger)
-            if crossed(episode_before, run.episode, train.checkpoint_every) and run.episode < train.episodes:
-                save(run, logdir)
-    except KeyboardInterrupt:
-        # Episodes reach the replay whole and counters move after them, so this state is consistent.
-        save(run, logdir)
-        print(f"interrupted: checkpoint saved; continue with --resume {logdir}", flush=True)
-        raise
-    save(run, logdir)
+def warm_up(run: PixelRun) -> bool:
+    """The held-out and seed episodes; True when the seed episodes were collected now."""
+    unseeded = run.episode < run.cfg.train.seed_episodes
+    collect_seed_episodes(run)
+    return unseeded
 
 
 # ---- entry points ---------------------------------------------------------------------------
@@ -495,34 +330,28 @@ def trim_metrics(path: Path, episode: int) -> None:
     logger_trim_metrics(path, lambda row: row.get("episode", 0) <= episode)
 
 
+PIXEL_SPEC = runner.RunSpec(
+    kind="pixels",
+    config_class=PixelAgentConfig,
+    prepare=prepare,
+    warm_up=warm_up,
+    iterate=iterate,
+    progress=lambda run: run.episode,
+    length=lambda cfg: cfg.train.episodes,
+    trim_metrics=trim_metrics,
+    describe=lambda run: f"pixel agent: {run.cfg.env.id} on {run.device}",
+    checkpoint_after_warm_up=True,  # seed episodes of 1000 frames take long
+)
+
+
 def main(
     config_path: Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     logdir: Path | None = None,
     resume: Path | None = None,
-) -> None:
-    """Train the pixel agent; validate everything before the run folder is created."""
-    resume = Path(resume) if resume is not None else None
-    cfg = load_run_config(PixelAgentConfig, config_path, list(overrides), resume)
-    check_resume_target(logdir, resume)
-    checkpoint = None
-    if resume is not None and (resume / CHECKPOINT_NAME).is_file():
-        checkpoint = load_checkpoint(resume / CHECKPOINT_NAME, kind="pixels")
-    run = prepare(cfg, checkpoint)
-    try:
-        logdir = prepare_logdir(Path(resume or logdir or default_logdir("pixels", cfg.env.id)), resume is not None)
-        save_config(cfg, logdir / "config.yaml")  # on resume too: overrides (e.g. more episodes) stick
-        if resume is not None:
-            # A run killed before its first checkpoint starts over; rows past the checkpoint are redone.
-            trim_metrics(logdir / "metrics.jsonl", run.episode if checkpoint else -1)
-        print(f"pixel agent: {cfg.env.id} on {run.device}, logging to {logdir}", flush=True)
-        logger = Logger(logdir, backend=cfg.logger, wandb_cfg=cfg.wandb, config=to_dict(cfg), resume=resume is not None)
-        try:
-            train_loop(run, logger, logdir)
-        finally:
-            logger.close()
-    finally:
-        run.envs.close()
+) -> Path:
+    """Train the pixel agent (or continue it with ``resume``) -> the run folder."""
+    return runner.train(PIXEL_SPEC, config_path, overrides, logdir, resume)
 
 
 def load_agent(logdir: str | Path, checkpoint: str | Path | None = None, device: str = "auto") -> PixelPolicy:

@@ -6,12 +6,12 @@ and MPC with CEM or random shooting (seeds 000, 001).
     python train/agent.py --obs state --config configs/state_halfcheetah_cem.yaml planner.horizon=1
     python train/agent.py --obs state --resume /tmp/smoke                    # continue from its checkpoint
 
-The loop (``run``): iteration 0 starts from random-policy data (``collect_random``); every
+The loop: iteration 0 starts from random-policy data (``collect_random``); every
 iteration then trains the ensemble on all the data (``train_dynamics``), collects episodes with
 MPC in all N envs at once, planning for them in one batched call per step (``collect_mpc``),
 measures the model on fresh random-policy transitions (``evaluate_dynamics_mse``) and logs one
-row. Everything a run needs to continue lives in ``StateRun``, checkpointed after every
-iteration and on Ctrl-C.
+row. Everything a run needs to continue lives in ``StateRun``; the shared loop
+(``worldmodel.runner``, driven by ``STATE_SPEC``) checkpoints it after every iteration and on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -20,35 +20,28 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from worldmodel.agents.common import (
-    WandbConfig,
-    check_resume_target,
-    default_logdir,
-    load_run_config,
-    prepare_logdir,
-    resolve_device,
-    restore_rng_state,
-    rng_state,
-    seed_everything,
-)
-from worldmodel.checkpoint import load_checkpoint, save_checkpoint
-from worldmodel.config import check, load_config, save_config, to_dict
+from worldmodel import runner
+from worldmodel.agents.common import resolve_device, seed_everything
+from worldmodel.agents.policies import StatePolicy
+from worldmodel.checkpoint import load_checkpoint
+from worldmodel.config import check, load_config
 from worldmodel.data.transitions import TransitionBuffer
 from worldmodel.envs.state import StateEnvConfig, StateEnvSpec, make_state_envs, state_env_spec
+from worldmodel.envs.state_episodes import Episodes, random_policy, run_episodes
 from worldmodel.errors import UserError
-from worldmodel.logging.logger import Logger
+from worldmodel.logging.logger import Logger, WandbConfig
 from worldmodel.logging.logger import trim_metrics as logger_trim_metrics
+from worldmodel.logging.media import save_loss_curve
+from worldmodel.logging.progress import progress
 from worldmodel.logging.rollout import record_state_episode
 from worldmodel.models.dynamics import DynamicsEnsemble, EnsembleConfig
 from worldmodel.planning.cem import CEMPlanner, PlannerConfig
-
-CHECKPOINT_NAME = "checkpoint.pt"
+from worldmodel.runner import CHECKPOINT_NAME
 
 
 @dataclass
@@ -119,163 +112,38 @@ class StateAgentConfig:
         check(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda; got {self.device!r}")
 
 
-# ---- acting ---------------------------------------------------------------------------------
-
-
-class StatePolicy:
-    """MPC on the learned ensemble: plans for all B envs in one ``planner.plan`` call.
-
-    >>> policy.reset()                         # at the start of episodes (forgets the warm start)
-    >>> actions = policy.act(obs)              # numpy (B, S) -> numpy (B, A)
-    >>> envs = policy.make_env(num_envs=1, render_mode="rgb_array")
-    """
-
-    def __init__(
-        self,
-        model: DynamicsEnsemble,
-        planner: CEMPlanner,
-        spec: StateEnvSpec,
-        *,
-        make_env: Callable[..., Any] | None = None,
-    ) -> None:
-        self.model = model
-        self.planner = planner
-        self.spec = spec
-        self.make_env = make_env
-        """``make_env(num_envs=1, render_mode=None)``: the gymnasium vector env this agent was trained on."""
-        self.plan_seconds = 0.0
-        self.plan_calls = 0
-
-    @property
-    def device(self) -> torch.device:
-        return self.planner.device
-
-    def reset(self) -> None:
-        self.planner.reset()
-
-    @torch.no_grad()
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        started = time.perf_counter()
-        state = torch.as_tensor(obs, dtype=torch.float32, device=self.device)  # (B, S)
-        plan = self.planner.plan(
-            lambda actions: self.model.imagine_returns(state, actions, self.spec.reward_fn), batch_size=state.shape[0]
-        )  # (B, L, A)
-        actions = plan[:, 0].cpu().numpy()  # the one host copy per env step, after planning
-        self.plan_seconds += time.perf_counter() - started
-        self.plan_calls += 1
-        return actions
-
-
-# ---- episodes -------------------------------------------------------------------------------
-
-
-@dataclass
-class Episodes:
-    """Whole episodes, episode-major: obs/next_obs (n, T, S), actions (n, T, A), rewards (n, T)."""
-
-    obs: np.ndarray
-    actions: np.ndarray
-    next_obs: np.ndarray
-    rewards: np.ndarray
-
-    @property
-    def returns(self) -> np.ndarray:
-        return self.rewards.sum(axis=1)  # (n,)
-
-    @property
-    def steps(self) -> int:
-        return self.rewards.size
-
-    def split(self, n: int) -> tuple["Episodes", "Episodes"]:
-        """The first ``n`` episodes and the rest."""
-        fields = (self.obs, self.actions, self.next_obs, self.rewards)
-        return Episodes(*(f[:n] for f in fields)), Episodes(*(f[n:] for f in fields))
-
-    def add_to(self, buffer: TransitionBuffer) -> None:
-        S, A = self.obs.shape[-1], self.actions.shape[-1]
-        buffer.add(
-            self.obs.reshape(-1, S), self.actions.reshape(-1, A), self.next_obs.reshape(-1, S), self.rewards.reshape(-1)
-        )
-
-
-def run_episodes(
-    envs, policy: Callable[[np.ndarray], np.ndarray], episodes: int, length: int, rng: np.random.Generator, desc: str
-) -> Episodes:
-    """Exactly ``episodes`` episodes of ``length`` steps with ``policy(obs (n, S)) -> actions (n, A)``,
-    up to B = envs.num_envs at a time; a last, smaller batch asks the policy only for the envs it uses."""
-    B = envs.num_envs
-    counts = [min(B, episodes - start) for start in range(0, episodes, B)]
-    batches = [
-        _run_batch(envs, policy, count, length, rng, f"{desc} {i + 1}/{len(counts)}") for i, count in enumerate(counts)
-    ]
-    return Episodes(*(np.concatenate(parts) for parts in zip(*batches)))
-
-
-def _run_batch(envs, policy, count: int, T: int, rng: np.random.Generator, desc: str) -> tuple[np.ndarray, ...]:
-    """One episode in each of the first ``count`` of the B envs -> obs, actions, next_obs (count, T, ...),
-    rewards (count, T). The other envs step with zero actions (microseconds) and are dropped."""
-    obs, _ = envs.reset(seed=int(rng.integers(2**31)))  # (B, S)
-    idle = np.zeros((envs.num_envs - count, *envs.single_action_space.shape), dtype=np.float32)  # (B - count, A)
-    steps: list[tuple[np.ndarray, ...]] = []
-    for _ in tqdm(range(T), desc=desc, leave=False, unit="step"):
-        actions = np.asarray(policy(obs[:count]), dtype=np.float32)  # (count, A)
-        next_obs, rewards, terminated, _, _ = envs.step(np.concatenate([actions, idle]))
-        # Both cheetahs never terminate; the loop's fixed length is the time limit.
-        assert not terminated.any(), "a supported state env terminated early; run_episodes assumes fixed-length episodes"
-        steps.append((obs[:count], actions, next_obs[:count], rewards[:count]))
-        obs = next_obs
-    return tuple(np.stack(field_steps, axis=1).astype(np.float32) for field_steps in zip(*steps))  # (count, T, ...)
-
-
-def random_policy(spec: StateEnvSpec, rng: np.random.Generator) -> Callable[[np.ndarray], np.ndarray]:
-    return lambda obs: rng.uniform(spec.action_low, spec.action_high, size=(len(obs), spec.action_size))
-
-
 # ---- run state ------------------------------------------------------------------------------
 
 
-class StateRun:
+class StateRun(runner.RunState):
     """All the state of a training run: ensemble + optimizer (normalisers inside), data, RNGs, counters."""
 
+    counters = ("iteration", "env_steps", "random_return", "elapsed")
+
     def __init__(self, cfg: StateAgentConfig, spec: StateEnvSpec, envs, device: torch.device) -> None:
-        self.cfg = cfg
+        super().__init__(cfg, envs, device)
         self.spec = spec
-        self.envs = envs
-        self.device = device
         self.episode_length = cfg.env.episode_length
         self.model = build_model(cfg, spec, device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.model.learning_rate)
         self.buffer = TransitionBuffer(spec.obs_size, spec.action_size, device=device)
-        self.rng = np.random.default_rng(cfg.seed)
-        self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
         self.planner = build_planner(cfg, spec, device, self.generator)
         self.policy = StatePolicy(self.model, self.planner, spec)
         self.iteration = 0  # iterations completed
         self.env_steps = 0
         self.random_return: float | None = None  # mean return of the iteration-0 random episodes
-        self.elapsed = 0.0  # wall seconds over all resumes
 
-    def state_dict(self) -> dict[str, Any]:
+    def payload(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "buffer": self.buffer.state_dict(),
-            "counters": {
-                "iteration": self.iteration,
-                "env_steps": self.env_steps,
-                "random_return": self.random_return,
-                "elapsed": self.elapsed,
-            },
-            "rng": rng_state(self.rng, self.generator),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_payload(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.buffer.load_state_dict(state["buffer"])
-        for key, value in state["counters"].items():
-            setattr(self, key, value)
-        restore_rng_state(state["rng"], self.rng, self.generator)
 
 
 def build_model(cfg: StateAgentConfig, spec: StateEnvSpec, device: torch.device) -> DynamicsEnsemble:
@@ -310,7 +178,7 @@ def train_dynamics(run: StateRun) -> np.ndarray:
     data = run.buffer.all()
     run.model.fit_normalizers(data["obs"], data["actions"], data["next_obs"])
     losses = []
-    for _ in tqdm(range(cfg.train_steps), desc="train dynamics", leave=False, unit="step"):
+    for _ in progress(range(cfg.train_steps), desc="train dynamics", unit="step"):
         batch = run.buffer.sample(cfg.ensemble_size, cfg.batch_size, run.generator)  # each field (E, B, ...)
         total, metrics = run.model.loss(batch["obs"], batch["actions"], batch["next_obs"])
         run.optimizer.zero_grad(set_to_none=True)
@@ -356,23 +224,6 @@ def return_stats(returns: np.ndarray) -> dict[str, float]:
         "MinimumReturn": float(returns.min()),
         "MaximumReturn": float(returns.max()),
     }
-
-
-def save_loss_curve(losses: np.ndarray, path: Path, iteration: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(losses)
-    ax.set_yscale("log")
-    ax.set_xlabel("gradient step")
-    ax.set_ylabel("normalised delta MSE (mean over members)")
-    ax.set_title(f"dynamics loss, iteration {iteration}")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 def log_eval_video(run: StateRun, logger: Logger) -> float:
@@ -435,28 +286,13 @@ def summary_line(row: dict[str, Any]) -> str:
     )
 
 
-def save(run: StateRun, logdir: Path) -> Path:
-    return save_checkpoint(logdir / CHECKPOINT_NAME, {"kind": "state", "run": run.state_dict()})
-
-
-def run_loop(run: StateRun, logger: Logger, logdir: Path) -> None:
-    """Random data, then ``iterations`` on-policy iterations; checkpoint on schedule, at the end and on Ctrl-C."""
-    train = run.cfg.train
-    try:
-        if run.random_return is None:
-            started = time.perf_counter()
-            collect_random(run)
-            run.elapsed += time.perf_counter() - started
-            print(f"random policy: AverageReturn={run.random_return:.4g} over {run.env_steps} steps", flush=True)
-        while run.iteration < train.iterations:
-            iterate(run, logger, logdir)
-            if run.iteration % train.checkpoint_every == 0 and run.iteration < train.iterations:
-                save(run, logdir)
-    except KeyboardInterrupt:
-        save(run, logdir)
-        print(f"interrupted: checkpoint saved; continue with --resume {logdir}", flush=True)
-        raise
-    save(run, logdir)
+def warm_up(run: StateRun) -> bool:
+    """Iteration 0's random data, unless a resumed run has it already."""
+    if run.random_return is not None:
+        return False
+    collect_random(run)
+    print(f"random policy: AverageReturn={run.random_return:.4g} over {run.env_steps} steps", flush=True)
+    return True
 
 
 # ---- entry points ---------------------------------------------------------------------------
@@ -483,34 +319,27 @@ def trim_metrics(path: Path, iteration: int) -> None:
     logger_trim_metrics(path, lambda row: row.get("Iteration", 0) < iteration)
 
 
+STATE_SPEC = runner.RunSpec(
+    kind="state",
+    config_class=StateAgentConfig,
+    prepare=prepare,
+    warm_up=warm_up,
+    iterate=iterate,
+    progress=lambda run: run.iteration,
+    length=lambda cfg: cfg.train.iterations,
+    trim_metrics=trim_metrics,
+    describe=lambda run: f"state agent: {run.cfg.env.id} x{run.cfg.env.num_envs} on {run.device}",
+)
+
+
 def main(
     config_path: Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     logdir: Path | None = None,
     resume: Path | None = None,
-) -> None:
-    """Train the state agent; validate everything before the run folder is created."""
-    resume = Path(resume) if resume is not None else None
-    cfg = load_run_config(StateAgentConfig, config_path, list(overrides), resume)
-    check_resume_target(logdir, resume)
-    checkpoint = None
-    if resume is not None and (resume / CHECKPOINT_NAME).is_file():
-        checkpoint = load_checkpoint(resume / CHECKPOINT_NAME, kind="state")
-    run = prepare(cfg, checkpoint)
-    try:
-        logdir = prepare_logdir(Path(resume or logdir or default_logdir("state", cfg.env.id)), resume is not None)
-        if resume is None:
-            save_config(cfg, logdir / "config.yaml")
-        else:
-            trim_metrics(logdir / "metrics.jsonl", run.iteration)
-        print(f"state agent: {cfg.env.id} x{cfg.env.num_envs} on {run.device}, logging to {logdir}", flush=True)
-        logger = Logger(logdir, backend=cfg.logger, wandb_cfg=cfg.wandb, config=to_dict(cfg), resume=resume is not None)
-        try:
-            run_loop(run, logger, logdir)
-        finally:
-            logger.close()
-    finally:
-        run.envs.close()
+) -> Path:
+    """Train the state agent (or continue it with ``resume``) -> the run folder."""
+    return runner.train(STATE_SPEC, config_path, overrides, logdir, resume)
 
 
 def load_agent(logdir: str | Path, checkpoint: str | Path | None = None, device: str = "auto") -> StatePolicy:

@@ -24,16 +24,32 @@ import os
 import shutil
 import sys
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import imageio.v3 as iio
 import numpy as np
 
-from worldmodel.agents.common import WandbConfig
 from worldmodel.errors import UserError
 
 WANDB_MODES = ("offline", "online", "disabled")
+
+
+@dataclass
+class WandbConfig:
+    project: str = "worldmodel"
+    """wandb project the run is filed under."""
+    name: str | None = None
+    """Run name; defaults to the run folder's name."""
+    group: str | None = None
+    """Optional group, e.g. one per config when running several seeds."""
+    tags: list[str] = field(default_factory=list)
+    """Free-form tags."""
+    mode: Literal["offline", "online", "disabled"] = "offline"
+    """offline needs no account or network; the WANDB_MODE environment variable wins over this."""
+
+
 # Spellings older wandb versions accepted in WANDB_MODE.
 WANDB_MODE_ALIASES = {"dryrun": "offline", "run": "online"}
 

@@ -4,9 +4,12 @@
 - ``openl_video``: Dreamer's open-loop view, rows of truth / model / error over time, one
   column per sampled sequence.
 - ``side_by_side``: two videos next to each other (a real episode beside its reconstruction).
+- ``save_loss_curve``: a training loss per gradient step, log scale, as a png.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 from einops import rearrange
@@ -60,3 +63,20 @@ def side_by_side(*videos: np.ndarray, scale: int = 1) -> np.ndarray:
 def episode_video(frames: np.ndarray, scale: int = 1) -> np.ndarray:
     """Frames (T, C, H, W) uint8 of one env -> a video (T, H, W, C)."""
     return upscale(to_hwc(frames), scale)
+
+
+def save_loss_curve(losses: np.ndarray, path: Path, iteration: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(losses)
+    ax.set_yscale("log")
+    ax.set_xlabel("gradient step")
+    ax.set_ylabel("normalised delta MSE (mean over members)")
+    ax.set_title(f"dynamics loss, iteration {iteration}")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,133 @@
+"""Acting with a learned model: model-predictive control, planning for all B envs in one
+batched ``planner.plan`` call per step.
+
+- ``StatePolicy``: CEM / random shooting on the dynamics ensemble, the reward computed from the state.
+- ``PixelPolicy``: filters each frame into the RSSM posterior, then plans with latent CEM.
+
+The training loops (``state_agent``, ``pixel_agent``) and ``load_agent`` build them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from worldmodel.envs.pixels import PixelEnvs
+from worldmodel.envs.state import StateEnvSpec
+from worldmodel.errors import UserError
+from worldmodel.models.dynamics import DynamicsEnsemble
+from worldmodel.models.world_model import WorldModel
+from worldmodel.planning.cem import CEMPlanner
+
+
+class StatePolicy:
+    """MPC on the learned ensemble: plans for all B envs in one ``planner.plan`` call.
+
+    >>> policy.reset()                         # at the start of episodes (forgets the warm start)
+    >>> actions = policy.act(obs)              # numpy (B, S) -> numpy (B, A)
+    >>> envs = policy.make_env(num_envs=1, render_mode="rgb_array")
+    """
+
+    def __init__(
+        self,
+        model: DynamicsEnsemble,
+        planner: CEMPlanner,
+        spec: StateEnvSpec,
+        *,
+        make_env: Callable[..., Any] | None = None,
+    ) -> None:
+        self.model = model
+        self.planner = planner
+        self.spec = spec
+        self.make_env = make_env
+        """``make_env(num_envs=1, render_mode=None)``: the gymnasium vector env this agent was trained on."""
+        self.plan_seconds = 0.0
+        self.plan_calls = 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.planner.device
+
+    def reset(self) -> None:
+        self.planner.reset()
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        state = torch.as_tensor(obs, dtype=torch.float32, device=self.device)  # (B, S)
+        plan = self.planner.plan(
+            lambda actions: self.model.imagine_returns(state, actions, self.spec.reward_fn), batch_size=state.shape[0]
+        )  # (B, L, A)
+        actions = plan[:, 0].cpu().numpy()  # the one host copy per env step, after planning
+        self.plan_seconds += time.perf_counter() - started
+        self.plan_calls += 1
+        return actions
+
+
+class PixelPolicy:
+    """Acts from frames: filters each frame into the posterior state, then plans from it with latent CEM.
+
+    >>> policy.reset()
+    >>> actions = policy.act(frames)          # frames uint8 (B, C, H, W) -> actions (B, A) numpy in [-1, 1]
+    >>> seen = policy.reconstruct()           # the model's picture of the last frame, uint8 (B, C, H, W)
+    """
+
+    def __init__(
+        self,
+        world_model: WorldModel,
+        planner: CEMPlanner,
+        *,
+        exploration_noise: float = 0.0,
+        generator: torch.Generator | None = None,
+        make_envs: Callable[..., PixelEnvs] | None = None,
+    ) -> None:
+        self.world_model = world_model
+        self.planner = planner
+        self.exploration_noise = exploration_noise
+        self.generator = generator
+        self.make_envs = make_envs
+        """``make_envs(num_envs=1, seed=0)``: the envs this agent was trained on (for export scripts)."""
+        self.state = None  # posterior (B), created on the first frame of an episode
+        self.plan_seconds = 0.0
+        self.plan_calls = 0
+
+    def reset(self) -> None:
+        """Start of new episodes: forget the belief, the previous action and the previous plan."""
+        self.state = None
+        self.planner.reset()
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
+        """Frames uint8 (B, C, H, W) -> actions (B, A) in [-1, 1], planned for all B envs in one call."""
+        started = time.perf_counter()
+        wm = self.world_model
+        B = obs.shape[0]
+        if self.state is None:  # first frame: the state resets and no action led here
+            self.state = wm.initial_state(B)
+            self._previous_action = torch.zeros(B, wm.action_size, device=wm.device)  # (B, A)
+            is_first = torch.ones(B, dtype=torch.bool, device=wm.device)
+        else:
+            is_first = torch.zeros(B, dtype=torch.bool, device=wm.device)
+        self.state = wm.filter_step(self.state, self._previous_action, obs, is_first)
+        state = self.state
+        plan = self.planner.plan(lambda actions: wm.imagine_returns(state, actions), batch_size=B)  # (B, L, A)
+        action = plan[:, 0]  # (B, A)
+        if explore and self.exploration_noise > 0:
+            noise = torch.randn(action.shape, device=action.device, generator=self.generator)
+            action = (action + self.exploration_noise * noise).clamp(-1.0, 1.0)
+        self._previous_action = action
+        actions = action.cpu().numpy()  # the one host copy per env step, after planning
+        self.plan_seconds += time.perf_counter() - started
+        self.plan_calls += 1
+        return actions
+
+    @torch.no_grad()
+    def reconstruct(self) -> np.ndarray:
+        """The decoded posterior of the last frame given to ``act``: uint8 (B, C, H, W)."""
+        if self.state is None:
+            raise UserError("reconstruct() needs a frame first: call act(obs) after reset()")
+        wm = self.world_model
+        return wm.postprocess(wm.decode(self.state.h, self.state.z)).cpu().numpy()

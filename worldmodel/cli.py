@@ -1,0 +1,141 @@
+"""Train a model-based RL agent.
+
+  python train/agent.py --obs state                       # ensemble MPC on HalfCheetah-v5 (CPU default)
+  python train/agent.py --obs state --config configs/state_halfcheetah_cem.yaml --env cheetah-cs285
+  python train/agent.py --obs state planner.horizon=1     # any config field, dotted, anywhere on the line
+  python train/agent.py --obs pixels --env dmc:cartpole-swingup
+
+Every run writes config.yaml (the resolved config), metrics.jsonl and plots into --logdir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+from worldmodel.errors import exit_code
+
+OVERRIDE = re.compile(r"^[A-Za-z_][\w.\-]*=")  # key.sub=value
+
+
+def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse flags with ``parser`` and collect ``key.sub=value`` overrides from anywhere on the line
+    into ``args.overrides`` (in order). A token that is neither is an ``error:`` (exit 2).
+
+    ``parser`` declares ``overrides`` as a ``nargs="*"`` positional, for ``--help``; a token that
+    is the value of a flag (``--grid planner.horizon=1,2``) stays with its flag.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    takes_one_value = [
+        option
+        for action in parser._actions  # argparse has no public list of its options
+        if action.option_strings and action.nargs in (None, 1)
+        for option in action.option_strings
+    ]
+    flags: list[str] = []
+    overrides: list[str] = []
+    value_expected = False
+    for token in argv:
+        if not value_expected and OVERRIDE.match(token):
+            overrides.append(token)
+        else:
+            flags.append(token)
+        # An option or a prefix of one (argparse's abbreviations) takes the next token; --opt=value does not.
+        is_flag = token.startswith("-") and "=" not in token
+        value_expected = is_flag and any(option.startswith(token) for option in takes_one_value)
+    args, unknown = parser.parse_known_args(flags)
+    strays = unknown + args.overrides
+    if strays:
+        parser.error(f"unrecognized argument {strays[0]!r}: flags are --name [value], config overrides key.sub=value")
+    args.overrides = overrides
+    return args
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="train/agent.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--obs",
+        choices=["state", "pixels"],
+        default="state",
+        help="state: ensemble of MLPs on the simulator state with a known reward; "
+        "pixels: RSSM world model learned from 64x64 frames, CEM in latent space (default: state)",
+    )
+    parser.add_argument(
+        "--env",
+        help="environment: a gymnasium id (HalfCheetah-v5), cheetah-cs285 (the homework's cheetah, state only) "
+        "or dmc:DOMAIN-TASK (dm_control suite, pixels only). Default: the config's env.id",
+    )
+    parser.add_argument("--config", type=Path, help="YAML config file (default: the built-in CPU default)")
+    parser.add_argument("--planner", choices=["rs", "cem"], help="random shooting or CEM (sets planner.kind)")
+    parser.add_argument("--seed", type=int, help="random seed (sets seed)")
+    parser.add_argument("--logdir", type=Path, help="run folder (default: runs/<obs>_<env>_<time>)")
+    parser.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], help="where models and planning run (default: auto)"
+    )
+    parser.add_argument(
+        "--resume", type=Path, metavar="LOGDIR", help="continue the run in LOGDIR from its last checkpoint"
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bars or per-phase lines, only one summary line per iteration "
+        "(bars are live on a terminal, one line per phase otherwise)",
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key.sub=value",
+        help="override any config field, anywhere on the line, e.g. planner.horizon=1 model.ensemble_size=3",
+    )
+    return parser
+
+
+def flag_overrides(args: argparse.Namespace) -> list[str]:
+    """The named flags are shorthands for config overrides; explicit overrides come last and win."""
+    pairs = {"env.id": args.env, "planner.kind": args.planner, "seed": args.seed, "device": args.device}
+    return [f"{key}={value}" for key, value in pairs.items() if value is not None] + list(args.overrides)
+
+
+def agent_spec(obs: str):
+    """What the run loop needs to know about the ``state`` or the ``pixels`` agent (a ``RunSpec``)."""
+    if obs == "state":
+        from worldmodel.agents.state_agent import STATE_SPEC as spec
+    else:
+        from worldmodel.agents.pixel_agent import PIXEL_SPEC as spec
+    return spec
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM (a scheduler or a sweep stopping the run) checkpoints like Ctrl-C does."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_with_overrides(build_parser(), argv)
+    os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering unless the user chose a backend
+
+    def run() -> None:
+        from worldmodel import runner
+        from worldmodel.logging.progress import set_quiet
+
+        set_quiet(args.quiet)
+        runner.train(agent_spec(args.obs), args.config, flag_overrides(args), args.logdir, args.resume)
+
+    return exit_code(run)
+
+
+if __name__ == "__main__":
+    interrupt_on_sigterm()
+    sys.exit(main())

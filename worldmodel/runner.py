@@ -1,0 +1,218 @@
+"""The run loop both agents plug into: run folder, config, resume, checkpoints, Ctrl-C, logger.
+
+An agent describes itself with a ``RunSpec``: how to build its run state, its warm-up data, one
+``iterate`` step, the counter that step advances, and how to trim metrics rows past a checkpoint.
+Its run state is a ``RunState`` (config, envs, device, random streams, counters) with the
+agent's models and data as its checkpoint ``payload``. Everything else lives here, once:
+
+    logdir = train(STATE_SPEC, config_path="configs/state_smoke.yaml", overrides=["seed=1"])
+    train(STATE_SPEC, resume=logdir)            # continue from logdir/checkpoint.pt
+
+``train`` checks the whole config, builds envs and model, and only then creates the run folder,
+so bad input leaves nothing on disk. Checkpoints are atomic and written every
+``train.checkpoint_every`` steps of the counter, at the end and on Ctrl-C (or SIGTERM); a resumed
+run drops the metrics rows logged after its checkpoint and logs them again.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import numpy as np
+import torch
+
+from worldmodel.checkpoint import load_checkpoint, save_checkpoint
+from worldmodel.config import load_config, save_config, to_dict
+from worldmodel.errors import UserError
+from worldmodel.logging.logger import Logger
+
+T = TypeVar("T")
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What differs between the agents; ``run`` is the agent's run state object."""
+
+    kind: str
+    """"state" or "pixels": the checkpoint's kind and the default run folder's prefix."""
+    config_class: type
+    """The agent's config dataclass."""
+    prepare: Callable[[Any, dict[str, Any] | None], Any]
+    """(cfg, checkpoint or None) -> run: envs, model, data, the checkpoint loaded; writes nothing to disk."""
+    warm_up: Callable[[Any], bool]
+    """run -> whether it collected anything: the data before the first iteration (a no-op once done)."""
+    iterate: Callable[[Any, Logger, Path], Any]
+    """(run, logger, logdir): one step of the algorithm, logging one metrics row and advancing ``progress``."""
+    progress: Callable[[Any], int]
+    """run -> the counter ``iterate`` advances (iterations, episodes)."""
+    length: Callable[[Any], int]
+    """cfg -> the counter's value at which the run is finished."""
+    trim_metrics: Callable[[Path, int], Any]
+    """(metrics.jsonl, progress at the checkpoint or -1 for none): drop the rows logged after it."""
+    describe: Callable[[Any], str]
+    """run -> the first line a run prints, e.g. "state agent: HalfCheetah-v5 x4 on cpu"."""
+    checkpoint_after_warm_up: bool = False
+    """Save a checkpoint as soon as the warm-up data is collected (worth it when that takes long)."""
+
+
+# ---- run folders and configs ----------------------------------------------------------------
+
+
+def default_logdir(obs: str, env_id: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    safe_env = env_id.replace(":", "-").replace("/", "-")
+    return Path("runs") / f"{obs}_{safe_env}_{stamp}"
+
+
+def prepare_logdir(logdir: Path, resume: bool) -> Path:
+    """Create a fresh run folder; refuse to write into one that already holds a run."""
+    if resume:
+        if not (logdir / "config.yaml").is_file():
+            raise UserError(f"cannot resume: {logdir} holds no run (no config.yaml)")
+        return logdir
+    if logdir.exists() and any(logdir.iterdir()):
+        raise UserError(
+            f"logdir {logdir} already holds files; choose another --logdir or continue it with --resume {logdir}"
+        )
+    logdir.mkdir(parents=True, exist_ok=True)
+    return logdir
+
+
+def load_run_config(cls: type[T], config_path: Path | None, overrides: list[str], resume: Path | None) -> T:
+    """The run's config: from ``config_path`` (or the defaults), or from ``resume/config.yaml`` when resuming."""
+    if resume is None:
+        return load_config(cls, config_path, overrides)
+    if config_path is not None:
+        raise UserError(f"--config cannot be combined with --resume: the run continues with {resume}/config.yaml")
+    if not (resume / "config.yaml").is_file():
+        raise UserError(f"cannot resume: {resume} holds no run (no config.yaml)")
+    return load_config(cls, resume / "config.yaml", overrides)
+
+
+def check_resume_target(logdir: Path | None, resume: Path | None) -> None:
+    if resume is not None and logdir is not None and Path(logdir).resolve() != Path(resume).resolve():
+        raise UserError("--logdir and --resume name different folders; --resume LOGDIR alone continues that run")
+
+
+# ---- random streams -------------------------------------------------------------------------
+
+
+def rng_state(rng: np.random.Generator, planner_generator: torch.Generator) -> dict[str, Any]:
+    """Every random stream a run draws from, for its checkpoint."""
+    return {
+        "numpy": rng.bit_generator.state,
+        "planner": planner_generator.get_state(),
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+    }
+
+
+def restore_rng_state(state: dict[str, Any], rng: np.random.Generator, planner_generator: torch.Generator) -> None:
+    rng.bit_generator.state = state["numpy"]
+    planner_generator.set_state(state["planner"])
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+
+
+class RunState:
+    """What every run holds: config, envs, device, its random streams and wall time. An agent's run
+    adds its models and data, returned by ``payload`` (the checkpoint's agent-specific part), and
+    names its counters; ``state_dict`` adds the counters and every random stream."""
+
+    counters: tuple[str, ...] = ("elapsed",)
+
+    def __init__(self, cfg: Any, envs: Any, device: torch.device) -> None:
+        self.cfg = cfg
+        self.envs = envs
+        self.device = device
+        self.rng = np.random.default_rng(cfg.seed)
+        self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
+        self.elapsed = 0.0  # wall seconds over all resumes
+
+    def payload(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_payload(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        counters = {name: getattr(self, name) for name in self.counters}
+        return {**self.payload(), "counters": counters, "rng": rng_state(self.rng, self.generator)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.load_payload(state)
+        for key, value in state["counters"].items():
+            setattr(self, key, value)
+        restore_rng_state(state["rng"], self.rng, self.generator)
+
+
+# ---- the loop -------------------------------------------------------------------------------
+
+
+def crossed(before: int, after: int, every: int) -> bool:
+    """Did the counter pass a multiple of ``every`` going from ``before`` to ``after``?"""
+    return after // every > before // every
+
+
+def save(spec: RunSpec, run: Any, logdir: Path) -> Path:
+    return save_checkpoint(logdir / CHECKPOINT_NAME, {"kind": spec.kind, "run": run.state_dict()})
+
+
+def train_loop(spec: RunSpec, run: Any, logger: Logger, logdir: Path) -> None:
+    """Warm up, then ``iterate`` until the counter reaches its length; checkpoint every
+    ``train.checkpoint_every`` steps of it, at the end and on Ctrl-C."""
+    every, length = run.cfg.train.checkpoint_every, spec.length(run.cfg)
+    try:
+        started = time.perf_counter()
+        if spec.warm_up(run):
+            run.elapsed += time.perf_counter() - started
+            if spec.checkpoint_after_warm_up:
+                save(spec, run, logdir)
+        while spec.progress(run) < length:
+            before = spec.progress(run)
+            spec.iterate(run, logger, logdir)
+            if crossed(before, spec.progress(run), every) and spec.progress(run) < length:
+                save(spec, run, logdir)
+    except KeyboardInterrupt:
+        # Data reaches the run whole and counters move after it, so this state is consistent.
+        save(spec, run, logdir)
+        print(f"interrupted: checkpoint saved; continue with --resume {logdir}", flush=True)
+        raise
+    save(spec, run, logdir)
+
+
+def train(
+    spec: RunSpec,
+    config_path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    logdir: str | Path | None = None,
+    resume: str | Path | None = None,
+) -> Path:
+    """Train one run (or continue it with ``resume``); validate everything before the run folder is
+    created. Returns the run folder."""
+    resume = Path(resume) if resume is not None else None
+    cfg = load_run_config(spec.config_class, config_path, list(overrides), resume)
+    check_resume_target(logdir, resume)
+    checkpoint = None
+    if resume is not None and (resume / CHECKPOINT_NAME).is_file():
+        checkpoint = load_checkpoint(resume / CHECKPOINT_NAME, kind=spec.kind)
+    run = spec.prepare(cfg, checkpoint)
+    try:
+        logdir = prepare_logdir(Path(resume or logdir or default_logdir(spec.kind, cfg.env.id)), resume is not None)
+        save_config(cfg, logdir / "config.yaml")  # on resume too: overrides (e.g. more iterations) stick
+        if resume is not None:
+            # A run killed before its first checkpoint starts over; rows past the checkpoint are redone.
+            spec.trim_metrics(logdir / "metrics.jsonl", spec.progress(run) if checkpoint else -1)
+        print(f"{spec.describe(run)}, logging to {logdir}", flush=True)
+        resumed = resume is not None
+        with Logger(logdir, backend=cfg.logger, wandb_cfg=cfg.wandb, config=to_dict(cfg), resume=resumed) as logger:
+            train_loop(spec, run, logger, logdir)
+    finally:
+        run.envs.close()
+    return logdir
