@@ -38,7 +38,7 @@ from worldmodel.logging.logger import Logger, WandbConfig
 from worldmodel.logging.logger import trim_metrics as logger_trim_metrics
 from worldmodel.logging.media import save_loss_curve
 from worldmodel.logging.progress import progress
-from worldmodel.logging.rollout import record_state_episode
+from worldmodel.logging.rollout import replay_state_episode
 from worldmodel.models.dynamics import DynamicsEnsemble, EnsembleConfig
 from worldmodel.planning.cem import CEMPlanner, PlannerConfig
 from worldmodel.runner import CHECKPOINT_NAME
@@ -226,15 +226,14 @@ def return_stats(returns: np.ndarray) -> dict[str, float]:
     }
 
 
-def log_eval_video(run: StateRun, logger: Logger) -> float:
-    """One MPC episode in a fresh single env, filmed and logged as ``eval_episode`` -> its return."""
+def log_eval_video(run: StateRun, logger: Logger, episodes: Episodes) -> float:
+    """The first of this iteration's reported MPC episodes, replayed from its states in a single env,
+    filmed and logged as ``eval_episode`` (no extra planning) -> its return."""
     envs = make_state_envs(dataclasses.replace(run.cfg.env, num_envs=1))
     try:
-        run.policy.reset()
-        rollout = record_state_episode(envs, run.policy.act, seed=int(run.rng.integers(2**31)))
+        rollout = replay_state_episode(envs, episodes.obs[0], episodes.rewards[0])
     finally:
         envs.close()
-        run.policy.reset()  # forget the one-env warm start before the next batched collection
     logger.video("eval_episode", rollout.frames, step=run.iteration, fps=rollout.fps)
     return rollout.episode_return
 
@@ -269,7 +268,8 @@ def iterate(run: StateRun, logger: Logger, logdir: Path) -> dict[str, Any]:
         row["planner/ms"] = 1000 * run.policy.plan_seconds / max(run.policy.plan_calls, 1)
         row["steps_per_second"] = acted.steps / collect_time
     if train.video_every and (run.iteration % train.video_every == 0 or last):
-        row["eval_video_return"] = log_eval_video(run, logger)
+        if reported.steps:
+            row["eval_video_return"] = log_eval_video(run, logger, reported)
     run.elapsed += time.perf_counter() - iteration_started
     row["wall_time"] = run.elapsed
     logger.log(row, step=run.iteration)

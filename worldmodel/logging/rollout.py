@@ -128,6 +128,38 @@ def record_state_episode(
     return Rollout(np.stack(frames), np.asarray(rewards), fps=env_fps(envs))
 
 
+def replay_state_episode(
+    envs: Any,
+    obs: np.ndarray,
+    rewards: np.ndarray,
+    *,
+    size: int = STATE_VIDEO_SIZE,
+    camera: str | int | None = None,
+    shadows: bool = False,
+) -> Rollout:
+    """Film an episode that was already played, from its observations (T, S): each one is set as the
+    simulator state of env 0 (qpos = obs[:nq], qvel = obs[nq:nq + nv]) and rendered. No acting, so a
+    training loop can show one of the episodes it just collected for free. Only for envs whose
+    observation starts with the full state (both state envs here keep x in it for the exact reward)."""
+    import mujoco
+
+    film = EnvCamera(envs, size, size, camera, shadows)
+    nq, nv = film.model.nq, film.model.nv
+    if obs.shape[-1] < nq + nv:
+        film.close()
+        raise UserError(f"cannot replay: observations of size {obs.shape[-1]} do not hold qpos ({nq}) and qvel ({nv})")
+    try:
+        frames = []
+        for state in obs:  # (S,)
+            film.data.qpos[:] = state[:nq]
+            film.data.qvel[:] = state[nq : nq + nv]
+            mujoco.mj_forward(film.model, film.data)
+            frames.append(film.render())
+    finally:
+        film.close()
+    return Rollout(np.stack(frames), np.asarray(rewards, dtype=np.float64), fps=env_fps(envs))
+
+
 def record_pixel_episode(
     envs: Any,
     policy: Any,
