@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
@@ -73,26 +73,30 @@ class Table:
     source: str
     runs: tuple[Run, ...]
     rows: tuple[Row, ...]
-    findings: tuple[str, ...] = field(default=())
+    findings: tuple[tuple[str, Callable[[dict[str, float], float], bool]], ...] = field(default=())
+    """(claim, check(means by row name, the random policy's return)): the seed's findings, checked on ours."""
 
 
-# Lite: the same env and algorithm, fewer and shorter episodes, fewer iterations and candidates.
+# Lite: the same env and algorithm with 500-step episodes, 3 iterations of 2 collected and 3 evaluation
+# episodes, 500 training steps, and fewer candidates for random shooting (500) and CEM (100): about
+# 1/20 of the full table's compute, so it fits 20 minutes on 2 CPU cores (RESULTS.md has the measured time).
 LITE_COMMON = (
     "env.episode_length=500",
+    "env.num_envs=5",
     "model.train_steps=500",
-    "train.random_episodes=4",
-    "train.mpc_episodes=4",
-    "train.eval_episodes=4",
-    "env.num_envs=8",
+    "train.iterations=3",
+    "train.random_episodes=10",
+    "train.mpc_episodes=2",
+    "train.eval_episodes=3",
 )
 SEED001 = Table(
     name="seed001",
     source="seed 001 (CS285 hw4 via CAS4160 HW6), Tables 1 and 2: mean and std over its 10 evaluation episodes, one run",
     runs=(
-        Run("rs", "configs/state_halfcheetah_rs.yaml", lite=LITE_COMMON + ("train.iterations=4",)),
-        Run("cem", "configs/state_halfcheetah_cem.yaml", lite=LITE_COMMON + ("train.iterations=4", "planner.candidates=250")),
-        Run("cem_h1", "configs/state_halfcheetah_cem.yaml", ("planner.horizon=1",), LITE_COMMON + ("train.iterations=4",)),
-        Run("cem_k50", "configs/state_halfcheetah_cem.yaml", ("planner.candidates=50",), LITE_COMMON + ("train.iterations=4",)),
+        Run("rs", "configs/state_halfcheetah_rs.yaml", lite=LITE_COMMON + ("planner.candidates=500",)),
+        Run("cem", "configs/state_halfcheetah_cem.yaml", lite=LITE_COMMON + ("planner.candidates=100",)),
+        Run("cem_h1", "configs/state_halfcheetah_cem.yaml", ("planner.horizon=1",), LITE_COMMON),
+        Run("cem_k50", "configs/state_halfcheetah_cem.yaml", ("planner.candidates=50",), LITE_COMMON),
     ),
     rows=(
         Row("rs", "rs", "random shooting", 873.31, 49.89),
@@ -100,7 +104,11 @@ SEED001 = Table(
         Row("cem_h1", "cem_h1", "CEM, horizon 1", -22422.16, 10189.61),
         Row("cem_k50", "cem_k50", "CEM, 50 candidates", 1282.38, 59.10),
     ),
-    findings=("cem > rs > random policy", "cem_h1 far below rs and cem"),
+    findings=(
+        ("cem > rs > random policy", lambda m, random: m["cem"] > m["rs"] > random),
+        ("cem_h1 far below rs and cem (below the random policy)", lambda m, random: m["cem_h1"] < random),
+        ("cem_k50 between rs and cem", lambda m, random: m["rs"] < m["cem_k50"] < m["cem"]),
+    ),
 )
 
 # Seed 000 (2017): 10 random paths of 1000 steps, one network 2x500, 60 epochs of batch 512 over the
@@ -130,7 +138,7 @@ SEED000 = Table(
         Row("rs_nodelta_itr0", "rs_nodelta", "no delta normalisation: AverageReturn", None, iteration=0),
         Row("rs_nodelta_itr0_mse", "rs_nodelta", "no delta normalisation: DynamicsMSE", None, metric="DynamicsMSE", iteration=0),
     ),
-    findings=("rs_itr0 > random policy",),
+    findings=(("rs_itr0 > random policy", lambda m, random: m["rs_itr0"] > random),),
 )
 TABLES = {table.name: table for table in (SEED001, SEED000)}
 
@@ -138,7 +146,7 @@ TABLES = {table.name: table for table in (SEED001, SEED000)}
 # ---- run folders ----------------------------------------------------------------------------
 
 
-def run_overrides(table: Table, run: Run, seed: int, scale: str, device: str, extra: list[str]) -> list[str]:
+def run_overrides(run: Run, seed: int, scale: str, device: str, extra: list[str]) -> list[str]:
     lite = list(run.lite) if scale == "lite" else []
     return [*run.overrides, *lite, f"seed={seed}", f"device={device}", *extra]
 
@@ -245,11 +253,23 @@ def build_table(table: Table, out: Path, seeds: list[int], scale: str) -> list[d
     return results
 
 
+def check_findings(table: Table, rows: list[dict[str, Any]]) -> dict[str, bool | None]:
+    """Each of the seed's findings -> true or false on our means (None while a row is missing)."""
+    means = {r["name"]: r["mean"] for r in rows}
+    randoms = [r["random_policy_return"] for r in rows if r["random_policy_return"] is not None]
+    if any(value is None for value in means.values()) or not randoms:
+        return {claim: None for claim, _ in table.findings}
+    random = float(sum(randoms) / len(randoms))
+    return {claim: bool(holds(means, random)) for claim, holds in table.findings}
+
+
 def fmt(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def markdown(table: Table, rows: list[dict[str, Any]], scale: str, command: str, wall_s: float) -> str:
+def markdown(
+    table: Table, rows: list[dict[str, Any]], findings: dict[str, bool | None], scale: str, command: str, wall_s: float
+) -> str:
     digits = {"AverageReturn": 1, "DynamicsMSE": 3}
     lines = [
         f"# {table.name} ({scale} scale)",
@@ -271,6 +291,8 @@ def markdown(table: Table, rows: list[dict[str, Any]], scale: str, command: str,
             f"| {r['label']} (`{r['name']}`) | {ours} | {r['seeds']} | {fmt(r['within_run_std'], d)} "
             f"| {fmt(r['random_policy_return'], 1)} | {ref} |"
         )
+    lines += ["", "The seed's findings, on ours:", ""]
+    lines += [f"- {claim}: {'not measured' if ok is None else ('yes' if ok else 'NO')}" for claim, ok in findings.items()]
     if scale == "lite":
         lines += ["", "Lite scale: smaller settings than the seed's, so compare the ordering, not the values."]
     return "\n".join(lines) + "\n\n![AverageReturn per iteration](returns.png)\n"
@@ -335,7 +357,7 @@ def reproduce(args: argparse.Namespace, command: str) -> None:
     plans = []
     for run in table.runs:
         for seed in seeds:
-            overrides = run_overrides(table, run, seed, args.scale, args.device, args.overrides)
+            overrides = run_overrides(run, seed, args.scale, args.device, args.overrides)
             cfg = load_config(state_agent.StateAgentConfig, ROOT / run.config, overrides)
             logdir = out / f"{run.name}_seed{seed}"
             plans.append((run, seed, overrides, cfg, logdir, run_status(logdir, to_dict(cfg))))
@@ -361,12 +383,14 @@ def reproduce(args: argparse.Namespace, command: str) -> None:
     rows = build_table(table, out, seeds, args.scale)
     runs_wall = sum((read_rows(logdir) or [{}])[-1].get("wall_time", 0.0) for *_, logdir, _ in plans)
     invocation_s = time.perf_counter() - started
-    (out / "table.md").write_text(markdown(table, rows, args.scale, command, runs_wall))
+    findings = check_findings(table, rows)
+    (out / "table.md").write_text(markdown(table, rows, findings, args.scale, command, runs_wall))
     result = {
         "table": table.name,
         "scale": args.scale,
         "seeds_run": seeds,
         "rows": rows,
+        "findings": findings,
         "wall_s": runs_wall,
         "invocation_wall_s": invocation_s,
         "device": args.device,

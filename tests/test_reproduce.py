@@ -78,6 +78,7 @@ def test_table_json_schema_and_run_folders(tiny_table):
         assert (logdir / "checkpoint.pt").is_file() and (logdir / "itr_1_loss_curve.png").is_file()
     saved = yaml.safe_load((tiny_table / "cem_h1_seed0" / "config.yaml").read_text())
     assert saved["planner"]["horizon"] == 1 and saved["env"]["id"] == "cheetah-cs285"
+    assert len(table["findings"]) == 3 and all(isinstance(ok, bool) for ok in table["findings"].values())
     assert (tiny_table / "table.md").read_text().count("| ") > 10
     assert (tiny_table / "returns.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -20,7 +20,7 @@ OpenMP parallel regions) degrades more than ``stacked``; ``--threads 1`` keeps i
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from torch import Tensor, nn
@@ -91,15 +91,33 @@ class EnsembleMLP(nn.Module):
                 x = torch.relu(x)
         return x  # (E, B, out)
 
-    def _forward_per_member(self, x: Tensor) -> Tensor:
+    def _forward_per_member(self, x: Tensor, params: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
         E, B, _ = x.shape
+        params = params or [(layer.weight, layer.bias) for layer in self.layers]
         out = x.new_empty(E, B, self.out_size)  # written in place: no stack/cat copy at the end
-        last = len(self.layers) - 1
+        last = len(params) - 1
         for e in range(E):  # member-major, so each member's activations stay in cache across layers
             h = x[e]  # (B, in)
-            for i, layer in enumerate(self.layers):
+            for i, (weight, bias) in enumerate(params):
                 if i < last:
-                    h = torch.addmm(layer.bias[e], h, layer.weight[e]).relu_()  # (B, hidden)
+                    h = torch.addmm(bias[e], h, weight[e]).relu_()  # (B, hidden)
                 else:
-                    torch.addmm(layer.bias[e], h, layer.weight[e], out=out[e])  # (B, out)
+                    torch.addmm(bias[e], h, weight[e], out=out[e])  # (B, out)
         return out  # (E, B, out)
+
+    @torch.no_grad()
+    def low_precision(self, dtype: torch.dtype = torch.bfloat16) -> "Callable[[Tensor], Tensor]":
+        """Inference in ``dtype`` (bf16 matmuls run ~2x faster than fp32 on CPUs with avx512_bf16):
+        the weights are cast once, the returned function maps (E, B, in) -> (E, B, out) in float32."""
+        params = [(layer.weight.to(dtype), layer.bias.to(dtype)) for layer in self.layers]
+
+        def forward(x: Tensor) -> Tensor:
+            h = x.to(dtype)
+            if self.kernel == "per_member" or (self.kernel == "auto" and x.device.type == "cpu"):
+                return self._forward_per_member(h, params).float()
+            for i, (weight, bias) in enumerate(params):
+                h = torch.baddbmm(bias, h, weight)  # (E, B, size_i)
+                h = h.relu_() if i < len(params) - 1 else h
+            return h.float()  # (E, B, out)
+
+        return forward
