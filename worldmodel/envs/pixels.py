@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -53,6 +53,10 @@ class PixelEnvConfig:
     """Environments stepped together; the planner plans for all of them in one batched call."""
     camera: str | int | None = None
     """Camera name or index; None: camera 0 for dm_control (PlaNet), the 'track' camera for gymnasium."""
+
+    TIED: ClassVar[dict[str, str]] = {"action_repeat": "id"}
+    """A config file's action_repeat belongs to its env: when an override (``--env``, ``env.id=``) changes
+    the env, it falls back to null (PlaNet's value for the new env) unless ``env.action_repeat=`` is given too."""
 
     def __post_init__(self) -> None:
         check(bool(self.id.strip()), "env.id must not be empty; e.g. dmc:cartpole-swingup or HalfCheetah-v5")
