@@ -100,7 +100,9 @@ def test_partial_section_override_keeps_the_agents_own_defaults():
     assert cfg.model == default.model
 
 
-PLANET_CONFIGS = sorted(p.name for p in CONFIGS.glob("pixels_*.yaml") if p.stem not in ("pixels_default", "pixels_smoke"))
+PLANET_CONFIGS = sorted(
+    p.name for p in CONFIGS.glob("pixels_*.yaml") if p.stem not in ("pixels_default", "pixels_smoke")
+)
 
 
 @pytest.mark.parametrize("name", PLANET_CONFIGS)

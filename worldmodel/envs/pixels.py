@@ -316,7 +316,9 @@ class PixelEnvs:
             env.close()
 
 
-def unzip_steps(results: list[tuple[np.ndarray, float, bool]], obs_shape: tuple[int, ...]):
+def unzip_steps(
+    results: list[tuple[np.ndarray, float, bool]], obs_shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """B' results of ``PixelEnv.step`` -> frames (B', C, H, W), rewards (B',), done (B',)."""
     frames = np.stack([r[0] for r in results]) if results else np.zeros((0, *obs_shape), np.uint8)
     return frames, np.array([r[1] for r in results], np.float32), np.array([r[2] for r in results], bool)
