@@ -346,6 +346,7 @@ def bench_latent(device: torch.device, repeats: int, num_envs: int) -> dict:
     return {
         "workload": "latent",
         "ms_per_action": 1e3 * planner_s / num_envs,
+        "ms_per_call": 1e3 * planner_s,  # describe_latent prints it
         "gflops": gflops,
         "peak_gflops": peak_gflops,
         "fraction_of_peak": gflops / peak_gflops,

@@ -92,3 +92,54 @@ def test_a_run_in_a_log_file_has_no_carriage_returns_and_takes_overrides_anywher
     quiet = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert quiet.returncode == 0, quiet.stderr[-3000:]
     assert "train dynamics" not in quiet.stderr and "Iteration=1 " in quiet.stdout
+
+
+PLANET_REPEATS = {
+    "dmc:cartpole-swingup": 8,
+    "dmc:reacher-easy": 4,
+    "dmc:cheetah-run": 4,
+    "dmc:finger-spin": 2,
+    "dmc:cup-catch": 4,
+    "dmc:walker-walk": 2,
+}
+
+
+def pixel_config(*argv: str):
+    """The pixel config a command line resolves to, as the run loop loads it."""
+    from worldmodel.agents.pixel_agent import PixelAgentConfig
+    from worldmodel.cli import flag_overrides
+    from worldmodel.config import load_config
+    from worldmodel.envs.pixels import resolved_action_repeat
+
+    args = parse("--obs", "pixels", *argv)
+    cfg = load_config(PixelAgentConfig, args.config, flag_overrides(args))
+    return cfg, resolved_action_repeat(cfg.env)
+
+
+@pytest.mark.parametrize("env_id, repeat", PLANET_REPEATS.items())
+@pytest.mark.parametrize("how", ["flag", "override"])
+def test_changing_the_env_applies_its_planet_action_repeat(env_id, repeat, how):
+    config = str(ROOT / "configs" / "pixels_cartpole_swingup.yaml")  # action_repeat: 8
+    change = ["--env", env_id] if how == "flag" else [f"env.id={env_id}"]
+    cfg, resolved = pixel_config("--config", config, *change)
+    assert cfg.env.id == env_id and resolved == repeat
+
+
+def test_an_action_repeat_given_with_the_env_wins_wherever_it_is_on_the_line():
+    config = str(ROOT / "configs" / "pixels_cartpole_swingup.yaml")
+    for argv in (
+        ["env.action_repeat=3", "--env", "dmc:walker-walk"],
+        ["--env", "dmc:walker-walk", "env.action_repeat=3"],
+        ["env.id=dmc:walker-walk", "env.action_repeat=3"],
+    ):
+        assert pixel_config("--config", config, *argv)[1] == 3, argv
+
+
+def test_the_config_keeps_its_action_repeat_while_its_env_stays(tmp_path):
+    custom = tmp_path / "custom.yaml"
+    custom.write_text("env:\n  id: dmc:walker-walk\n  action_repeat: 5\n")
+    assert pixel_config("--config", str(custom))[1] == 5
+    assert pixel_config("--config", str(custom), "--env", "dmc:walker-walk")[1] == 5  # same env: no change
+    assert pixel_config("--config", str(custom), "env.image_size=64")[1] == 5
+    assert pixel_config("--config", str(custom), "--env", "dmc:cheetah-run")[1] == 4
+    assert pixel_config("--env", "dmc:finger-spin")[1] == 2  # the built-in default (null) follows the env too

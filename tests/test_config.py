@@ -98,3 +98,30 @@ def test_partial_section_override_keeps_the_agents_own_defaults():
     assert cfg.planner.horizon == 1
     assert (cfg.planner.candidates, cfg.planner.elites) == (default.planner.candidates, default.planner.elites)
     assert cfg.model == default.model
+
+
+PLANET_CONFIGS = sorted(
+    p.name for p in CONFIGS.glob("pixels_*.yaml") if p.stem not in ("pixels_default", "pixels_smoke")
+)
+
+
+@pytest.mark.parametrize("name", PLANET_CONFIGS)
+def test_planet_configs_weigh_the_loss_as_danijar_planet_and_plan_with_sampled_z(name):
+    """Theirs: 0.5 x image SSE + 10 x 0.5 x reward SE + KL, clip 1000, eps 1e-4. Ours sums the squared errors
+    without the 0.5, so the same loss up to a factor 2 is reward 10, KL 2, clip 2000, eps 2e-4."""
+    from worldmodel.agents.pixel_agent import PixelAgentConfig
+
+    model = load_config(PixelAgentConfig, CONFIGS / name).model
+    assert (model.reward_scale, model.kl_scale, model.free_nats) == (10.0, 2.0, 3.0)
+    assert (model.grad_clip, model.adam_eps, model.learning_rate) == (2000.0, 2e-4, 1e-3)
+    assert model.plan_sample
+
+
+def test_pixel_cpu_default_and_smoke_keep_the_plain_loss():
+    from worldmodel.agents.pixel_agent import PixelAgentConfig
+
+    assert len(PLANET_CONFIGS) == 7
+    assert load_config(PixelAgentConfig, CONFIGS / "pixels_default.yaml") == PixelAgentConfig()
+    for name in ("pixels_default.yaml", "pixels_smoke.yaml"):
+        model = load_config(PixelAgentConfig, CONFIGS / name).model
+        assert (model.reward_scale, model.kl_scale, model.grad_clip, model.plan_sample) == (1.0, 1.0, 1000.0, False)

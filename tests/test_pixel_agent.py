@@ -190,6 +190,24 @@ def test_sigkill_after_a_checkpoint_then_resume_loses_nothing(tmp_path):
     assert yaml.safe_load((logdir / "config.yaml").read_text())["logger"] == "none"
 
 
+def test_two_envs_in_workers_train_and_resume(tmp_path):
+    """env.num_envs=2: seed, held-out, collected and evaluation episodes come two at a time from the
+    worker processes; the run stops, and a resume with more episodes continues it."""
+    logdir = tmp_path / "two_envs"
+    tiny = ["env.num_envs=2", "env.max_episode_steps=8", "train.train_steps=2", "train.chunk_length=6", "logger=none"]
+    result = run_cli("--config", str(SMOKE), "--logdir", str(logdir), *tiny, "train.episodes=3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "(action repeat 8)" in result.stdout
+    assert [row["episode"] for row in read_rows(logdir)] == [4]  # 2 seed episodes, then 2 collected
+    result = run_cli("--resume", str(logdir), "train.episodes=6")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_rows(logdir)
+    assert [row["episode"] for row in rows] == [4, 6]
+    batch_steps = 2 * 8 * 8  # 2 envs x 8 agent steps x action repeat 8
+    assert (rows[0]["env_steps"], rows[1]["env_steps"]) == (2 * batch_steps, 3 * batch_steps)  # seed batch counts
+    assert "AverageReturn" in rows[1]
+
+
 def test_trim_metrics_drops_rows_past_the_checkpoint(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(json.dumps({"episode": e}) + "\n" for e in (2, 3, 4)) + '{"episode": 5, "rec')

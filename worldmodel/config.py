@@ -34,14 +34,50 @@ def check(condition: bool, message: str) -> None:
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> T:
-    """Defaults of ``cls``, updated by the YAML file at ``path``, then by ``key.sub=value`` overrides."""
+    """Defaults of ``cls``, updated by the YAML file at ``path``, then by ``key.sub=value`` overrides.
+
+    A file value tied to another key (a dataclass's ``TIED`` map, e.g. ``env.action_repeat`` to
+    ``env.id``) is dropped, back to its default, when an override changes that key to a different
+    value, unless the same overrides set the tied value too.
+    """
     data: dict[str, Any] = {}
     if path is not None:
         data = read_yaml(path)
-    for override in overrides:
-        key, value = parse_override(override)
+    parsed = [parse_override(override) for override in overrides]
+    drop_tied_values(cls, data, dict(parsed))
+    for key, value in parsed:
         set_dotted(data, key, value)
     return from_dict(cls, data)
+
+
+def tied_keys(cls: type, prefix: str = "") -> list[tuple[str, str]]:
+    """(dotted key, dotted key it belongs to) for every ``TIED`` entry of ``cls`` and its nested dataclasses."""
+    pairs = [(prefix + key, prefix + source) for key, source in getattr(cls, "TIED", {}).items()]
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            pairs += tied_keys(hints[f.name], f"{prefix}{f.name}.")
+    return pairs
+
+
+def drop_tied_values(cls: type, data: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """Remove from ``data`` (the file's values) each tied value whose key ``overrides`` changes and leaves it alone."""
+    missing = object()
+    for key, source in tied_keys(cls):
+        changed = source in overrides and overrides[source] != get_dotted(data, source, missing)
+        if changed and key not in overrides:
+            parent = get_dotted(data, key.rpartition(".")[0], None) if "." in key else data
+            if isinstance(parent, dict):
+                parent.pop(key.rpartition(".")[2], None)
+
+
+def get_dotted(data: dict[str, Any], key: str, default: Any) -> Any:
+    node: Any = data
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -339,7 +339,7 @@ PIXEL_SPEC = runner.RunSpec(
     progress=lambda run: run.episode,
     length=lambda cfg: cfg.train.episodes,
     trim_metrics=trim_metrics,
-    describe=lambda run: f"pixel agent: {run.cfg.env.id} on {run.device}",
+    describe=lambda run: f"pixel agent: {run.cfg.env.id} (action repeat {run.envs.action_repeat}) on {run.device}",
     checkpoint_after_warm_up=True,  # seed episodes of 1000 frames take long
 )
 

@@ -5,9 +5,12 @@ Each env owns one ``mujoco.Renderer`` and renders ONCE per agent step, after the
 ``action_repeat`` physics steps, directly at the frame size the model takes. Shadows and
 reflections are scene flags, off by default: on CPU (software EGL) they cost about 6-8x.
 
-    envs = make_pixel_envs(PixelEnvConfig(id="dmc:cartpole-swingup", num_envs=2), seed=0)
+    envs = make_pixel_envs(PixelEnvConfig(id="dmc:cartpole-swingup", num_envs=2), seed=0)  # 2 worker processes
     obs = envs.reset()                                   # (B, C, H, W) uint8
     obs, reward, done = envs.step(actions)               # actions (B, A) in [-1, 1]
+
+With ``num_envs > 1`` each env lives in its own worker process (``pixel_workers.py``), so the B envs
+step and render at the same time; one env stays in this process.
 
 ``mujoco``, ``dm_control`` and ``gymnasium`` are imported inside the factory, after
 ``MUJOCO_GL`` has been chosen: mujoco reads it once, at import.
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -53,6 +56,10 @@ class PixelEnvConfig:
     """Environments stepped together; the planner plans for all of them in one batched call."""
     camera: str | int | None = None
     """Camera name or index; None: camera 0 for dm_control (PlaNet), the 'track' camera for gymnasium."""
+
+    TIED: ClassVar[dict[str, str]] = {"action_repeat": "id"}
+    """A config file's action_repeat belongs to its env: when an override (``--env``, ``env.id=``) changes
+    the env, it falls back to null (PlaNet's value for the new env) unless ``env.action_repeat=`` is given too."""
 
     def __post_init__(self) -> None:
         check(bool(self.id.strip()), "env.id must not be empty; e.g. dmc:cartpole-swingup or HalfCheetah-v5")
@@ -259,23 +266,30 @@ class PixelEnv:
 
 
 class PixelEnvs:
-    """``num_envs`` environments stepped in lockstep. An env that finished holds its last frame,
-    reports reward 0 and done=True until ``reset``; ``done.all()`` ends the batch's episode."""
+    """``num_envs`` environments stepped in lockstep, here in this process (``WorkerPixelEnvs``: the same
+    interface, one worker process per env). An env that finished holds its last frame, reports reward 0
+    and done=True until ``reset``; ``done.all()`` ends the batch's episode."""
 
     def __init__(self, envs: list[PixelEnv], cfg: PixelEnvConfig) -> None:
         self.envs = envs
+        first = envs[0]
+        self._init_batch(cfg, len(envs), first.action_size, first.action_repeat, first.max_episode_steps)
+
+    def _init_batch(
+        self, cfg: PixelEnvConfig, num_envs: int, action_size: int, action_repeat: int, max_episode_steps: int
+    ) -> None:
         self.cfg = cfg
-        self.num_envs = len(envs)
-        self.action_size = envs[0].action_size
-        self.action_repeat = envs[0].action_repeat
-        self.max_episode_steps = envs[0].max_episode_steps
+        self.num_envs = num_envs
+        self.action_size = action_size
+        self.action_repeat = action_repeat
+        self.max_episode_steps = max_episode_steps
         self.obs_shape = (3, cfg.image_size, cfg.image_size)  # (C, H, W)
         self._done = np.zeros(self.num_envs, dtype=bool)
         self._last = np.zeros((self.num_envs, *self.obs_shape), dtype=np.uint8)
 
     def reset(self) -> np.ndarray:
         """First frames of new episodes, (B, C, H, W) uint8."""
-        self._last = np.stack([env.reset() for env in self.envs])
+        self._last = self._reset_all()
         self._done[:] = False
         return self._last.copy()
 
@@ -283,15 +297,31 @@ class PixelEnvs:
         """``actions`` (B, A) in [-1, 1] -> frames (B, C, H, W) uint8, rewards (B,), done (B,)."""
         assert actions.shape == (self.num_envs, self.action_size), (actions.shape, (self.num_envs, self.action_size))
         rewards = np.zeros(self.num_envs, dtype=np.float32)
-        for i, env in enumerate(self.envs):
-            if self._done[i]:
-                continue
-            self._last[i], rewards[i], self._done[i] = env.step(actions[i])
+        active = np.flatnonzero(~self._done)  # (B',) the envs still in their episode
+        frames, active_rewards, done = self._step_envs(active, actions[active])
+        self._last[active], rewards[active], self._done[active] = frames, active_rewards, done
         return self._last.copy(), rewards, self._done.copy()
+
+    def _reset_all(self) -> np.ndarray:
+        """Reset every env -> first frames (B, C, H, W)."""
+        return np.stack([env.reset() for env in self.envs])
+
+    def _step_envs(self, index: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Step envs ``index`` (B',) with ``actions`` (B', A) -> frames (B', C, H, W), rewards (B',), done (B',)."""
+        results = [self.envs[i].step(action) for i, action in zip(index, actions)]
+        return unzip_steps(results, self.obs_shape)
 
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+def unzip_steps(
+    results: list[tuple[np.ndarray, float, bool]], obs_shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """B' results of ``PixelEnv.step`` -> frames (B', C, H, W), rewards (B',), done (B',)."""
+    frames = np.stack([r[0] for r in results]) if results else np.zeros((0, *obs_shape), np.uint8)
+    return frames, np.array([r[1] for r in results], np.float32), np.array([r[2] for r in results], bool)
 
 
 def make_pixel_env(cfg: PixelEnvConfig, seed: int = 0) -> PixelEnv:
@@ -313,5 +343,11 @@ def make_pixel_env(cfg: PixelEnvConfig, seed: int = 0) -> PixelEnv:
 
 
 def make_pixel_envs(cfg: PixelEnvConfig, seed: int = 0) -> PixelEnvs:
-    """``cfg.num_envs`` pixel envs seeded ``seed, seed + 1, ...``."""
-    return PixelEnvs([make_pixel_env(cfg, seed + i) for i in range(cfg.num_envs)], cfg)
+    """``cfg.num_envs`` pixel envs seeded ``seed, seed + 1, ...``: one in this process, more in worker
+    processes (one each, see ``worldmodel.envs.pixel_workers``) that step and render at the same time."""
+    if cfg.num_envs == 1:
+        return PixelEnvs([make_pixel_env(cfg, seed)], cfg)
+    from worldmodel.envs.pixel_workers import WorkerPixelEnvs
+
+    os.environ.setdefault("MUJOCO_GL", "egl")  # the workers inherit it
+    return WorkerPixelEnvs(cfg, seed)
