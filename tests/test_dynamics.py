@@ -144,3 +144,25 @@ def test_absolute_position_is_not_a_model_input():
     delta = model.predict(obs.expand(2, -1, -1), actions.expand(2, -1, -1)) - obs
     delta_shifted = model.predict(shifted.expand(2, -1, -1), actions.expand(2, -1, -1)) - shifted
     torch.testing.assert_close(delta, delta_shifted, atol=1e-3, rtol=0)
+
+
+def test_cpu_chunks_and_bf16_planning_agree_with_one_batch(monkeypatch):
+    import dataclasses
+
+    import worldmodel.models.dynamics as dynamics
+
+    torch.manual_seed(0)
+    model = DynamicsEnsemble(
+        EnsembleConfig(ensemble_size=3, hidden_size=32), obs_size=18, action_size=6, model_input_dims=tuple(range(1, 18))
+    )
+    obs, actions = torch.randn(3, 18), torch.rand(3, 70, 5, 6) * 2 - 1  # (B, S), (B, N, L, A)
+    whole = model.imagine_returns(obs, actions, half_cheetah_reward)  # (B, N): one chunk of 210 rows
+    monkeypatch.setattr(dynamics, "CPU_CHUNK_ROWS", 64)  # 4 chunks, the last one short
+    chunked = model.imagine_returns(obs, actions, half_cheetah_reward)
+    torch.testing.assert_close(chunked, whole)
+    model.cfg = dataclasses.replace(model.cfg, plan_dtype="bfloat16")
+    low = model.imagine_returns(obs, actions, half_cheetah_reward)
+    assert low.dtype == torch.float32
+    assert (low - whole).abs().max() < 0.05 * whole.abs().mean()  # bf16 matmuls, float32 states and sums
+    best = set(whole.topk(10, dim=1).indices.flatten().tolist())
+    assert len(best & set(low.topk(10, dim=1).indices.flatten().tolist())) >= 7  # much the same elites

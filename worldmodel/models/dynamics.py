@@ -66,6 +66,11 @@ def contiguous_spans(dims: tuple[int, ...]) -> list[tuple[int, int, int]]:
     return spans
 
 
+CPU_CHUNK_ROWS = 2000
+"""Rollouts per chunk on a CPU, so a member's activations stay in cache (2 cores, 5 x 2x250, 15 envs x
+1000 candidates: one batch 59 GFLOP/s; chunks of 500 / 1000 / 2000 rows: 106 / 126 / 131 GFLOP/s)."""
+
+
 class DynamicsEnsemble(nn.Module):
     """``predict`` next observations and ``imagine_returns`` of action sequences.
 
@@ -144,25 +149,36 @@ class DynamicsEnsemble(nn.Module):
         """Predicted returns of action sequences, averaged over members: (B, S), (B, N, L, A) -> (B, N).
 
         Every member rolls out every sequence from ``obs``; the reward is summed inside the loop
-        so the rollout is never stored. No host sync: this is the planner's objective.
+        so the rollout is never stored. No host sync: this is the planner's objective. On a CPU the
+        B*N rollouts run in chunks of ``CPU_CHUNK_ROWS``, so each member's activations stay in cache
+        (one big batch of 15 envs x 1000 candidates ran at half the speed of chunks of 2000 rows).
         """
-        E = self.ensemble_size
         B, N, L, A = actions.shape
         S = obs.shape[-1]
-        K = len(self.model_input_dims)
         step_actions = actions.permute(2, 0, 1, 3).reshape(L, B * N, A)  # (L, B*N, A), time-major for the loop
         state = obs[:, None].expand(B, N, S).reshape(1, B * N, S)  # (1, B*N, S), broadcast over members at t=0
-        x = obs.new_empty(E, B * N, self.in_size)  # (E, B*N, in), the model input, rewritten in place each step
-        returns = obs.new_zeros(E, B * N)  # (E, B*N)
         mlp = self.mlp if self.cfg.plan_dtype == "float32" else self.mlp.low_precision(torch.bfloat16)
+        chunk = CPU_CHUNK_ROWS if obs.device.type == "cpu" else B * N
+        returns = [
+            self._rollout_returns(state[:, i : i + chunk], step_actions[:, i : i + chunk], reward_fn, mlp)
+            for i in range(0, B * N, chunk)
+        ]  # each (E, rows)
+        return torch.cat(returns, dim=1).mean(dim=0).view(B, N)
+
+    def _rollout_returns(self, state: Tensor, step_actions: Tensor, reward_fn: RewardFn, mlp) -> Tensor:
+        """Summed predicted rewards of each member: (1, R, S), (L, R, A) -> (E, R)."""
+        E, K = self.ensemble_size, len(self.model_input_dims)
+        L, R, _ = step_actions.shape
+        x = state.new_empty(E, R, self.in_size)  # (E, R, in), the model input, rewritten in place each step
+        returns = state.new_zeros(E, R)  # (E, R)
         for t in range(L):
-            action = step_actions[t]  # (B*N, A)
+            action = step_actions[t]  # (R, A)
             for start, source, length in self._spans:
                 x[..., start : start + length].copy_(state[..., source : source + length])
             x[..., K:].copy_(action)
             x.sub_(self.input_norm.mean).div_(self.input_norm.std)
-            delta = mlp(x)  # (E, B*N, S), normalised, float32; a fresh tensor, so it can become the next state
-            next_state = delta.mul_(self.target_norm.std).add_(self.target_norm.mean).add_(state)  # (E, B*N, S)
-            returns += reward_fn(state, action, next_state)  # (E, B*N)
+            delta = mlp(x)  # (E, R, S), normalised, float32; a fresh tensor, so it can become the next state
+            next_state = delta.mul_(self.target_norm.std).add_(self.target_norm.mean).add_(state)  # (E, R, S)
+            returns += reward_fn(state, action, next_state)  # (E, R)
             state = next_state
-        return returns.mean(dim=0).view(B, N)
+        return returns
