@@ -46,7 +46,7 @@ from worldmodel.runner import CHECKPOINT_NAME
 
 @dataclass
 class StateTrainConfig:
-    iterations: int = 4
+    iterations: int = 5
     """On-policy iterations; each trains the ensemble on all data, then collects with MPC."""
     random_episodes: int = 8
     """Episodes of uniform random actions collected before iteration 0."""
