@@ -1,7 +1,7 @@
 """The state agent: an ensemble of MLP dynamics models on the simulator state, a known reward,
 and MPC with CEM or random shooting (seeds 000, 001).
 
-    python train/agent.py --obs state                                        # the CPU default, ~10 min
+    python train/agent.py --obs state                                        # the CPU default, ~7 min on 2 cores
     python train/agent.py --obs state --config configs/state_smoke.yaml --logdir /tmp/smoke
     python train/agent.py --obs state --config configs/state_halfcheetah_cem.yaml planner.horizon=1
     python train/agent.py --obs state --resume /tmp/smoke                    # continue from its checkpoint
