@@ -138,6 +138,9 @@ def test_workers_leave_with_the_parent(how):
     proc = subprocess.Popen(
         [sys.executable, "-c", PARENT], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
+        # As in a terminal: a background job (CI, `make test &`) inherits SIGINT ignored, and Python then
+        # never raises KeyboardInterrupt, so the parent would step forever.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         pids = [int(pid) for pid in proc.stdout.readline().split()]
