@@ -143,6 +143,18 @@ SEED000 = Table(
 TABLES = {table.name: table for table in (SEED001, SEED000)}
 
 
+@dataclass(frozen=True)
+class Planned:
+    """One run folder of the table, checked before anything runs."""
+
+    run: Run
+    seed: int
+    overrides: list[str]
+    cfg: Any
+    logdir: Path
+    status: str  # new, unfinished or done
+
+
 # ---- run folders ----------------------------------------------------------------------------
 
 
@@ -360,15 +372,16 @@ def reproduce(args: argparse.Namespace, command: str) -> None:
             overrides = run_overrides(run, seed, args.scale, args.device, args.overrides)
             cfg = load_config(state_agent.StateAgentConfig, ROOT / run.config, overrides)
             logdir = out / f"{run.name}_seed{seed}"
-            plans.append((run, seed, overrides, cfg, logdir, run_status(logdir, to_dict(cfg))))
+            plans.append(Planned(run, seed, overrides, cfg, logdir, run_status(logdir, to_dict(cfg))))
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text(json.dumps({"table": table.name, "scale": args.scale}) + "\n")
 
     started = time.perf_counter()
-    total = sum(cfg.train.iterations for *_, cfg, _, _ in plans)
-    finished = {logdir: len({r.get("Iteration") for r in read_rows(logdir)}) for *_, logdir, _ in plans}
+    total = sum(p.cfg.train.iterations for p in plans)
+    finished = {p.logdir: len({r.get("Iteration") for r in read_rows(p.logdir)}) for p in plans}
     with tqdm(total=total, initial=sum(finished.values()), desc=f"{table.name} ({args.scale})", unit="iteration") as bar:
-        for run, seed, overrides, cfg, logdir, status in plans:
+        for p in plans:
+            run, seed, overrides, cfg, logdir, status = p.run, p.seed, p.overrides, p.cfg, p.logdir, p.status
             bar.set_postfix_str(f"{run.name} seed {seed}")
             if status == "done":
                 tqdm.write(f"{logdir}: finished, skipped")
@@ -381,7 +394,7 @@ def reproduce(args: argparse.Namespace, command: str) -> None:
             bar.update(cfg.train.iterations - finished[logdir])
 
     rows = build_table(table, out, seeds, args.scale)
-    runs_wall = sum((read_rows(logdir) or [{}])[-1].get("wall_time", 0.0) for *_, logdir, _ in plans)
+    runs_wall = sum((read_rows(p.logdir) or [{}])[-1].get("wall_time", 0.0) for p in plans)
     invocation_s = time.perf_counter() - started
     findings = check_findings(table, rows)
     (out / "table.md").write_text(markdown(table, rows, findings, args.scale, command, runs_wall))

@@ -67,7 +67,7 @@ def _run_batch(envs, policy, count: int, T: int, rng: np.random.Generator, desc:
     steps: list[tuple[np.ndarray, ...]] = []
     for _ in progress(range(T), desc=desc, unit="step"):
         actions = np.asarray(policy(obs[:count]), dtype=np.float32)  # (count, A)
-        next_obs, rewards, terminated, _, _ = envs.step(np.concatenate([actions, idle]))
+        next_obs, rewards, terminated, _, _ = envs.step(np.concatenate([actions, idle]) if len(idle) else actions)
         # Both cheetahs never terminate; the loop's fixed length is the time limit.
         assert not terminated.any(), "a supported state env terminated early; run_episodes assumes fixed-length episodes"
         steps.append((obs[:count], actions, next_obs[:count], rewards[:count]))
