@@ -39,6 +39,7 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a fresh clone without installing
 
 from worldmodel.agents.common import resolve_device  # noqa: E402
+from worldmodel.cpu import keep_freed_memory  # noqa: E402
 from worldmodel.envs.rewards import RewardFn, half_cheetah_reward  # noqa: E402
 from worldmodel.errors import UserError  # noqa: E402
 from worldmodel.models.dynamics import DynamicsEnsemble, EnsembleConfig  # noqa: E402
@@ -310,12 +311,16 @@ def describe_graph(r: dict) -> str:
 
 
 def latent_flops_per_step(model) -> float:
-    """Matmul flops of one imagined step for one candidate: transition input, GRU, prior, reward head."""
+    """Matmul flops of one imagined step for one candidate, as ``latent_planning`` does them: transition input,
+    GRU, prior (its std half only when planning samples z) and reward head."""
     rssm = model.rssm
     weights = [m.weight for part in (rssm.transition_input, rssm.prior_net, model.reward_head) for m in part.modules()
                if isinstance(m, nn.Linear)]
     weights += [rssm.gru.weight_ih, rssm.gru.weight_hh]
-    return float(sum(2 * w.numel() for w in weights))
+    flops = float(sum(2 * w.numel() for w in weights))
+    if not model.cfg.plan_sample:
+        flops -= rssm.prior_net[2].weight.numel()  # the std half of the prior's last layer is skipped
+    return flops
 
 
 def bench_latent(device: torch.device, repeats: int, num_envs: int) -> dict:
@@ -396,6 +401,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    keep_freed_memory()  # as the run loop does (worldmodel/cpu.py)
     try:
         device = resolve_device(args.device)
     except UserError as err:

@@ -30,13 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--plot", type=Path, help="return-per-iteration plot (default: --out with .png)")
     parser.add_argument("--json", type=Path, help="also write the rows and the curves as JSON here")
+    parser.add_argument("--csv", type=Path, help="also write the curves (mean and std per step) as CSV here")
     args = parser.parse_args(argv)
     try:
-        report = write_report(args.runs, args.out, plot=args.plot, json_out=args.json)
+        report = write_report(args.runs, args.out, plot=args.plot, json_out=args.json, csv_out=args.csv)
     except UserError as err:
         raise SystemExit(f"error: {err}") from None
     print(report["table"], end="")
-    written = [args.out, args.plot or args.out.with_suffix(".png")] + ([args.json] if args.json else [])
+    written = [args.out, args.plot or args.out.with_suffix(".png")] + [p for p in (args.json, args.csv) if p]
     print(f"wrote {', '.join(map(str, written))}", file=sys.stderr)
     return 0
 

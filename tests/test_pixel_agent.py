@@ -57,7 +57,7 @@ class KnownRewardModel:
     def filter_step(self, state, action, obs, is_first) -> torch.Tensor:
         return self.targets  # (B, A): the frame "tells" the model where the reward is
 
-    def imagine_returns(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def imagine_returns(self, state: torch.Tensor, actions: torch.Tensor, generator=None) -> torch.Tensor:
         return -((actions - state[:, None, None, :]) ** 2).sum(dim=(2, 3))  # (B, N)
 
 
@@ -109,6 +109,42 @@ def test_latent_cem_on_a_real_world_model_with_a_known_reward_head():
     constants = torch.linspace(-1, 1, 21)[None, :, None, None].expand(2, 21, 3, 1)  # (B, 21, L, A)
     best_constant = model.imagine_returns(state, constants).max(dim=1).values  # (B,)
     assert (planned[:, 0] >= best_constant - 1e-4).all(), (planned, best_constant)
+
+
+def test_compiled_planner_call_returns_the_eager_plan_for_the_same_generator():
+    """``model.plan_compile``: torch.compile of the whole planner call (here on the CPU; CUDA graphs on a GPU)
+    plans the same as eager code from the same generator seed, sampled z included."""
+    torch.manual_seed(0)
+    cfg = WorldModelConfig(belief_size=16, state_size=4, hidden_size=16, embedding_size=32, cnn_depth=4,
+                           plan_sample=True)
+    model = WorldModel(cfg, action_size=2).eval()
+    box = torch.ones(2)
+    planner_cfg = PlannerConfig(kind="cem", horizon=3, candidates=32, elites=4, iterations=2, init="gaussian")
+
+    def policy(compiled: bool) -> PixelPolicy:
+        generator = torch.Generator().manual_seed(3)
+        planner = CEMPlanner(planner_cfg, -box, box, generator=generator)
+        model.cfg.plan_compile = compiled
+        return PixelPolicy(model, planner, generator=generator)
+
+    frames = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8).numpy()
+    eager, compiled = policy(False), policy(True)
+    model.cfg.plan_compile = False
+    for step in range(2):  # two steps: the second plans from a filtered (not initial) state
+        torch.manual_seed(step)  # filter_step samples the posterior from torch's global generator
+        expected = eager.act(frames)
+        torch.manual_seed(step)
+        got = compiled.act(frames)
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_plan_compile_with_a_warm_start_is_a_config_error():
+    from worldmodel.agents.pixel_agent import PixelAgentConfig
+    from worldmodel.config import load_config
+    from worldmodel.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="warm_start"):
+        load_config(PixelAgentConfig, SMOKE, ["model.plan_compile=true", "planner.warm_start=true"])
 
 
 # ---- the command line -----------------------------------------------------------------------

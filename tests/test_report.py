@@ -63,3 +63,20 @@ def test_json_holds_the_rows_and_the_curves(tmp_path):
     assert row["final_returns"] == [31.0, 32.0]
     assert row["AverageReturn_mean"] == 31.5 and row["AverageReturn_std"] == 0.5
     assert report["curves"][row["config"]] == {"step": [0, 1], "mean": [5.0, 31.5], "std": [0.0, 0.5]}
+
+
+def test_csv_holds_the_curves_by_env_steps(tmp_path):
+    """Pixel runs log env_steps: the CSV carries them and the plot's x axis is env steps."""
+    runs = []
+    for seed in (1, 2):
+        folder = fake_run(tmp_path / f"cem{seed}", "cem", seed, [])
+        rows = [{"episode": e, "env_steps": 1000 * e, "AverageReturn": r} for e, r in ((10, 100.0), (20, 200.0 + seed))]
+        (folder / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+        runs.append(folder)
+    out, csv_out = tmp_path / "report.md", tmp_path / "curves.csv"
+    assert load_report().main([str(r) for r in runs] + ["--out", str(out), "--csv", str(csv_out)]) == 0
+    header, first, second = csv_out.read_text().splitlines()
+    assert header == "config,step,env_steps,runs,AverageReturn_mean,AverageReturn_std"
+    assert first.split(",")[1:] == ["10", "10000", "2", "100.0000", "0.0000"]
+    assert second.split(",")[1:] == ["20", "20000", "2", "201.5000", "0.5000"]
+    assert out.with_suffix(".png").stat().st_size > 0

@@ -60,6 +60,16 @@ def test_encoder_decoder_shapes(lead: tuple[int, ...], depth: int, embedding: in
     assert frames.shape == (*lead, 3, 64, 64)
 
 
+def test_decoder_first_layer_as_a_matmul_equals_the_transposed_convolution() -> None:
+    torch.manual_seed(0)
+    decoder = ConvDecoder(belief_size=12, state_size=5, depth=4, image_shape=(3, 64, 64))
+    h, z = torch.randn(6, 12), torch.randn(6, 5)
+    with torch.no_grad():
+        bottleneck = decoder.project(torch.cat([h, z], dim=-1))[:, :, None, None]  # (6, 32 d, 1, 1)
+        expected = decoder.deconvs(bottleneck)  # every layer as torch's transposed convolution
+        torch.testing.assert_close(decoder(h, z), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_planet_sizes_give_a_1024_embedding_without_projection() -> None:
     encoder = ConvEncoder(image_shape=(3, 64, 64), depth=32, embedding_size=1024)
     assert isinstance(encoder.project, torch.nn.Identity)
@@ -243,6 +253,47 @@ def test_imagine_returns_matches_a_hand_loop(B: int, N: int, L: int) -> None:
     # The same rollout through ``imagine`` gives the same return.
     imagined = model.imagine(state[0:1], actions[0:1, 0])
     torch.testing.assert_close(returns[0, 0], model.reward(imagined.h, imagined.z).sum().detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_sampled_planning_draws_z_from_the_prior_with_the_given_generator() -> None:
+    """plan_sample: z_t = prior mean + prior std * noise, the noise drawn (B*N, S) per step from the generator."""
+    model = tiny_model(plan_sample=True)
+    B, N, L = 2, 3, 4
+    state = RSSMState(h=torch.randn(B, TINY["belief_size"]), z=torch.randn(B, TINY["state_size"]))
+    actions = torch.rand(B, N, L, A) * 2 - 1
+    returns = model.imagine_returns(state, actions, generator=torch.Generator().manual_seed(5))
+    again = model.imagine_returns(state, actions, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(returns, again, rtol=0, atol=0)
+    noise_source = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        s = state.map(lambda x: x.repeat_interleave(N, dim=0))  # (B*N)
+        flat = actions.reshape(B * N, L, A)
+        total = torch.zeros(B * N)
+        for t in range(L):
+            h, prior = model.rssm.transition(s, flat[:, t])
+            s = RSSMState(h, prior.sample(noise_source))
+            total = total + model.reward(s.h, s.z)
+    torch.testing.assert_close(returns, total.reshape(B, N), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(returns, tiny_model().imagine_returns(state, actions))
+
+
+def test_planning_in_chunks_gives_the_same_returns(monkeypatch: pytest.MonkeyPatch) -> None:
+    from worldmodel.models import latent_planning
+
+    model = tiny_model()
+    state = RSSMState(h=torch.randn(3, TINY["belief_size"]), z=torch.randn(3, TINY["state_size"]))
+    actions = torch.rand(3, 5, 4, A) * 2 - 1
+    whole = model.imagine_returns(state, actions)
+    monkeypatch.setattr(latent_planning, "CPU_CHUNK_ROWS", 4)  # 15 rows in chunks of 4, 4, 4, 3
+    torch.testing.assert_close(model.imagine_returns(state, actions), whole, rtol=1e-6, atol=1e-6)
+
+
+def test_the_planning_activations_equal_torch_s() -> None:
+    from worldmodel.models.latent_planning import elu_, tanh_
+
+    x = torch.linspace(-20, 20, 10001)
+    torch.testing.assert_close(elu_(x.clone()), torch.nn.functional.elu(x), rtol=0, atol=1e-6)
+    torch.testing.assert_close(tanh_(x.clone()), torch.tanh(x), rtol=0, atol=1e-6)
 
 
 def test_filter_step_and_logging_views() -> None:

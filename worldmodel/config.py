@@ -208,6 +208,11 @@ def coerce(tp: Any, value: Any, name: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 2e-4 (no dot) as a string; Python reads it as the number
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"{name} must be a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):

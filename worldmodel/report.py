@@ -99,9 +99,23 @@ def curves(groups: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, list[
     for label, members in groups.items():
         length = min(len(run["rows"]) for run in members)
         returns = np.array([[row["AverageReturn"] for row in run["rows"][:length]] for run in members])  # (runs, T)
-        steps = [step_of(row, i) for i, row in enumerate(members[0]["rows"][:length])]
+        first = members[0]["rows"][:length]
+        steps = [step_of(row, i) for i, row in enumerate(first)]
         result[label] = {"step": steps, "mean": returns.mean(axis=0).tolist(), "std": returns.std(axis=0).tolist()}
+        if all("env_steps" in row for row in first):
+            result[label]["env_steps"] = [row["env_steps"] for row in first]
     return result
+
+
+def write_curves_csv(groups: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    """The curves as CSV: config, step (iteration or episode), env_steps (empty if not logged), runs, mean, std."""
+    lines = ["config,step,env_steps,runs,AverageReturn_mean,AverageReturn_std"]
+    for label, curve in curves(groups).items():
+        env_steps = curve.get("env_steps", [""] * len(curve["step"]))
+        for step, env_step, mean, std in zip(curve["step"], env_steps, curve["mean"], curve["std"]):
+            quoted = '"' + label.replace('"', '""') + '"'
+            lines.append(f"{quoted},{step},{env_step},{len(groups[label])},{mean:.4f},{std:.4f}")
+    path.write_text("\n".join(lines) + "\n")
 
 
 def markdown_table(groups: dict[str, list[dict[str, Any]]]) -> str:
@@ -126,11 +140,14 @@ def plot_returns(groups: dict[str, list[dict[str, Any]]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, curve in curves(groups).items():
+    all_curves = curves(groups)
+    by_env_steps = all("env_steps" in curve for curve in all_curves.values())
+    for label, curve in all_curves.items():
         mean, std = np.array(curve["mean"]), np.array(curve["std"])
-        ax.plot(curve["step"], mean, marker="o", label=f"{label} ({len(groups[label])} runs)")
-        ax.fill_between(curve["step"], mean - std, mean + std, alpha=0.2)
-    ax.set_xlabel("iteration")
+        x = curve["env_steps"] if by_env_steps else curve["step"]
+        ax.plot(x, mean, marker="o", label=f"{label} ({len(groups[label])} runs)")
+        ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+    ax.set_xlabel("env steps" if by_env_steps else "iteration")
     ax.set_ylabel("AverageReturn")
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
@@ -140,10 +157,16 @@ def plot_returns(groups: dict[str, list[dict[str, Any]]], path: Path) -> None:
 
 
 def write_report(
-    logdirs: list[Path], out: Path, *, plot: Path | None = None, json_out: Path | None = None
+    logdirs: list[Path],
+    out: Path,
+    *,
+    plot: Path | None = None,
+    json_out: Path | None = None,
+    csv_out: Path | None = None,
 ) -> dict[str, Any]:
-    """Group the runs, write the markdown table to ``out``, the plot (default: ``out`` with .png) and,
-    with ``json_out``, ``{"rows": [...], "curves": {...}}``. Returns that dict plus the table."""
+    """Group the runs, write the markdown table to ``out``, the plot (default: ``out`` with .png), with
+    ``json_out`` ``{"rows": [...], "curves": {...}}`` and with ``csv_out`` the curves as CSV. Returns the
+    rows and curves plus the table."""
     groups = group_runs([load_run(Path(logdir)) for logdir in logdirs])
     table = markdown_table(groups)
     plot = plot or out.with_suffix(".png")
@@ -152,4 +175,6 @@ def write_report(
     report = {"rows": summary_rows(groups), "curves": curves(groups)}
     if json_out is not None:
         json_out.write_text(json.dumps(report, indent=2) + "\n")
+    if csv_out is not None:
+        write_curves_csv(groups, csv_out)
     return {**report, "table": table}

@@ -28,6 +28,7 @@ import torch
 
 from worldmodel.checkpoint import load_checkpoint, save_checkpoint
 from worldmodel.config import load_config, save_config, to_dict
+from worldmodel.cpu import keep_freed_memory
 from worldmodel.errors import UserError
 from worldmodel.logging.logger import Logger
 
@@ -196,6 +197,7 @@ def train(
 ) -> Path:
     """Train one run (or continue it with ``resume``); validate everything before the run folder is
     created. Returns the run folder."""
+    keep_freed_memory()  # faster CPU tensor code; see worldmodel/cpu.py
     resume = Path(resume) if resume is not None else None
     cfg = load_run_config(spec.config_class, config_path, list(overrides), resume)
     check_resume_target(logdir, resume)

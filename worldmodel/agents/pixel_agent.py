@@ -52,7 +52,7 @@ MEDIA_SCALE = 2  # 64x64 frames are tiny in a browser
 
 @dataclass
 class PixelTrainConfig:
-    episodes: int = 20
+    episodes: int = 35
     """Total training episodes to collect, seed and held-out-free (one per env per collection)."""
     seed_episodes: int = 5
     """Episodes of uniform random actions collected before any training (PlaNet: 5)."""
@@ -66,7 +66,7 @@ class PixelTrainConfig:
     """Std of the Gaussian noise added to planned actions while collecting (PlaNet: 0.3)."""
     eval_every: int = 5
     """Evaluate (planner, no noise) every this many training episodes, and after the last."""
-    eval_episodes: int = 1
+    eval_episodes: int = 3
     """Episodes per evaluation (run num_envs at a time)."""
     heldout_episodes: int = 1
     """Random-action episodes kept out of training; reconstruction loss on them is heldout_recon_loss (0: off)."""
@@ -130,6 +130,10 @@ class PixelAgentConfig:
     def __post_init__(self) -> None:
         check(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda; got {self.device!r}")
         check_image_shape((3, self.env.image_size, self.env.image_size))
+        check(
+            not (self.model.plan_compile and self.planner.warm_start),
+            "model.plan_compile needs planner.warm_start=false (a compiled call keeps no plan between steps)",
+        )
 
 
 # ---- run state ------------------------------------------------------------------------------

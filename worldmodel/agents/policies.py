@@ -19,8 +19,9 @@ from worldmodel.envs.pixels import PixelEnvs
 from worldmodel.envs.state import StateEnvSpec
 from worldmodel.errors import UserError
 from worldmodel.models.dynamics import DynamicsEnsemble
-from worldmodel.models.world_model import WorldModel
+from worldmodel.models.world_model import RSSMState, WorldModel
 from worldmodel.planning.cem import CEMPlanner
+from worldmodel.planning.compiled import compiled_call
 
 
 class StatePolicy:
@@ -93,6 +94,16 @@ class PixelPolicy:
         self.state = None  # posterior (B), created on the first frame of an episode
         self.plan_seconds = 0.0
         self.plan_calls = 0
+        self._plan_call = compiled_call(self.plan, world_model.device) if world_model.cfg.plan_compile else self.plan
+
+    def plan(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """One planner call from the belief h (B, D), z (B, S) -> plan (B, L, A); ``model.plan_compile``
+        compiles exactly this."""
+        state = RSSMState(h, z)
+        return self.planner.plan(
+            lambda actions: self.world_model.imagine_returns(state, actions, generator=self.generator),
+            batch_size=h.shape[0],
+        )
 
     def reset(self) -> None:
         """Start of new episodes: forget the belief, the previous action and the previous plan."""
@@ -112,8 +123,7 @@ class PixelPolicy:
         else:
             is_first = torch.zeros(B, dtype=torch.bool, device=wm.device)
         self.state = wm.filter_step(self.state, self._previous_action, obs, is_first)
-        state = self.state
-        plan = self.planner.plan(lambda actions: wm.imagine_returns(state, actions), batch_size=B)  # (B, L, A)
+        plan = self._plan_call(self.state.h, self.state.z)  # (B, L, A)
         action = plan[:, 0]  # (B, A)
         if explore and self.exploration_noise > 0:
             noise = torch.randn(action.shape, device=action.device, generator=self.generator)

@@ -14,17 +14,17 @@ obs uint8 (B, T, C, H, W), action float32 (B, T, A), reward float32 (B, T), is_f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import numpy as np
 import torch
 import torch._dynamo  # noqa: F401  (see below)
-from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from worldmodel.config import check
 from worldmodel.errors import UserError
 from worldmodel.models.conv import ConvDecoder, ConvEncoder, check_image_shape
+from worldmodel.models.latent_planning import imagined_returns
 from worldmodel.models.rssm import RSSM, DiagGaussian, RSSMState, free_nats_kl, kl_divergence
 
 # Why import torch._dynamo eagerly: creating the Adam optimizer imports it, and with it triton's
@@ -70,6 +70,10 @@ class WorldModelConfig:
     """Frames are quantised to this many bits per channel, with uniform dequantisation noise."""
     plan_sample: bool = False
     """Sample z from the prior while planning (PlaNet) instead of following its mean (deterministic returns)."""
+    plan_compile: bool = False
+    """Compile each planner call (all CEM iterations) with torch.compile: CUDA graphs on a GPU. Needs no warm start."""
+    train_dtype: Literal["float32", "bfloat16"] = "float32"
+    """bfloat16: the training step's forward pass under bf16 autocast (weights, optimizer and loss sums stay fp32)."""
 
     def __post_init__(self) -> None:
         for name in ("belief_size", "state_size", "hidden_size", "embedding_size", "cnn_depth"):
@@ -83,6 +87,10 @@ class WorldModelConfig:
         check(self.adam_eps > 0, f"model.adam_eps must be > 0, got {self.adam_eps}")
         check(self.grad_clip > 0, f"model.grad_clip must be > 0, got {self.grad_clip}")
         check(1 <= self.bit_depth <= 8, f"model.bit_depth must be between 1 and 8, got {self.bit_depth}")
+        check(
+            self.train_dtype in ("float32", "bfloat16"),
+            f"model.train_dtype must be float32 or bfloat16, got {self.train_dtype!r}",
+        )
 
 
 def batch_to_torch(batch: Mapping[str, np.ndarray], device: torch.device | str) -> dict[str, Tensor]:
@@ -133,6 +141,9 @@ class WorldModel(nn.Module):
         self.reward_head = RewardHead(
             belief_size=cfg.belief_size, state_size=cfg.state_size, hidden_size=cfg.hidden_size
         )
+        # Channels-last convolutions: 10% faster training on the project's CPU, the format GPUs prefer too.
+        self.encoder.to(memory_format=torch.channels_last)
+        self.decoder.to(memory_format=torch.channels_last)
         # Adam keeps references to the Parameter objects, which ``.to(device)`` moves in place,
         # and creates its moment buffers lazily, so moving the model after this line is fine.
         self.optimizer = torch.optim.Adam(self.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
@@ -147,9 +158,9 @@ class WorldModel(nn.Module):
         """uint8 frames (..., C, H, W) -> floats (..., C, H, W) in [-0.5, 0.5], quantised to ``bit_depth``
         bits; ``noise`` adds uniform dequantisation noise within each bin (PlaNet), else bin centres."""
         bins = 2**self.cfg.bit_depth
-        levels = torch.floor(frames.float() / 2 ** (8 - self.cfg.bit_depth))  # (..., C, H, W) in [0, bins)
+        levels = (frames >> (8 - self.cfg.bit_depth)).float()  # (..., C, H, W): the bin, in [0, bins)
         offset = torch.rand_like(levels) if noise else torch.full_like(levels, 0.5)
-        return (levels + offset) / bins - 0.5
+        return levels.add_(offset).mul_(1.0 / bins).sub_(0.5)
 
     def postprocess(self, x: Tensor) -> Tensor:
         """Floats (..., C, H, W) as ``preprocess`` makes them -> uint8 frames (..., C, H, W)."""
@@ -199,22 +210,17 @@ class WorldModel(nn.Module):
         state, _, _ = self.rssm.observe_step(state, action, embed, is_first)
         return state
 
-    @torch.no_grad()
-    def imagine_returns(self, state: RSSMState, actions: Tensor) -> Tensor:
+    def imagine_returns(
+        self, state: RSSMState, actions: Tensor, *, generator: torch.Generator | None = None
+    ) -> Tensor:
         """The planning objective: state (B), candidate actions (B, N, L, A) -> predicted returns (B, N).
 
         Rolls the prior L steps for all B * N candidates at once and sums the reward head's
         predictions as it goes; nothing is stored and nothing leaves the device. z follows the
-        prior mean unless ``cfg.plan_sample`` (PlaNet samples).
+        prior mean unless ``cfg.plan_sample`` (PlaNet samples, from ``generator``). The fast rollout
+        lives in ``latent_planning``; it equals ``imagine`` followed by ``reward``.
         """
-        B, N, L, _ = actions.shape
-        state = state.map(lambda x: repeat(x, "b d -> (b n) d", n=N))  # (B*N)
-        actions = rearrange(actions, "b n l a -> l (b n) a")  # (L, B*N, A)
-        returns = torch.zeros(B * N, device=actions.device, dtype=actions.dtype)  # (B*N,)
-        for t in range(L):
-            state, _ = self.rssm.imagine_step(state, actions[t], sample=self.cfg.plan_sample)
-            returns = returns + self.reward(state.h, state.z)
-        return rearrange(returns, "(b n) -> b n", b=B)
+        return imagined_returns(self, state, actions, sample=self.cfg.plan_sample, generator=generator)
 
     # ---- training -------------------------------------------------------------------------
 
@@ -229,8 +235,10 @@ class WorldModel(nn.Module):
         embed = self.encode(obs)  # (B, T, E)
         states, priors, posts = self.observe(embed, batch["action"], batch["is_first"])  # (B, T)
         recon = self.decode(states.h, states.z)  # (B, T, C, H, W)
-        recon_loss = (recon - obs).pow(2).sum(dim=(-3, -2, -1)).mean()
-        reward_loss = (self.reward(states.h, states.z) - batch["reward"]).pow(2).mean()
+        # The loss terms in fp32 whatever the autocast dtype of the layers that made them.
+        recon_loss = (recon.float() - obs).pow(2).sum(dim=(-3, -2, -1)).mean()
+        reward_loss = (self.reward(states.h, states.z).float() - batch["reward"]).pow(2).mean()
+        priors, posts = priors.map(Tensor.float), posts.map(Tensor.float)
         kl = kl_divergence(posts, priors)  # (B, T)
         kl_loss = free_nats_kl(kl, self.cfg.free_nats)
         total = recon_loss + self.cfg.reward_scale * reward_loss + self.cfg.kl_scale * kl_loss
@@ -248,7 +256,8 @@ class WorldModel(nn.Module):
     def train_step(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """One Adam step on a chunk (tensors on the model's device) -> detached scalar metrics, incl. grad_norm."""
         self.train()
-        total, metrics = self.loss(batch)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train_dtype == "bfloat16"):
+            total, metrics = self.loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         metrics["grad_norm"] = nn.utils.clip_grad_norm_(self.parameters(), self.cfg.grad_clip).detach()

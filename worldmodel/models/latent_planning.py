@@ -1,0 +1,133 @@
+"""The planning objective of the pixel world model, written for speed: the predicted return of every
+candidate action sequence, rolled through the RSSM's prior with no autograd and nothing stored.
+
+    returns = imagined_returns(model, state, actions)     # state (B), actions (B, N, L, A) -> (B, N)
+
+It computes exactly what ``RSSM.imagine`` followed by the reward head computes (a test checks it against
+that simple path); what makes it faster on a CPU is:
+
+- the action's share of the transition's input layer is computed for the whole horizon in one matmul;
+- the prior's std is only computed when z is sampled (planning on the mean needs the mean only);
+- the concatenations [z, a] and [h, z] become two matmuls into one output, never a copied input;
+- the ELU and the GRU's tanh avoid ``expm1``/``tanh``, which this torch's CPU kernels do not vectorise
+  (F.elu: 7.2 ms on 8000 x 200 with 2 threads; exp - 1: 1.4 ms), and work in place;
+- on a CPU the B * N rollouts run in chunks of ``CPU_CHUNK_ROWS``, so a chunk's activations stay in cache.
+
+On a GPU the same code runs unchunked with torch's own ELU and tanh.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from torch import Tensor
+
+from worldmodel.models.rssm import RSSMState
+
+if TYPE_CHECKING:  # a runtime import would be circular: world_model imports this module
+    from worldmodel.models.world_model import WorldModel
+
+CPU_CHUNK_ROWS = 2000
+"""Rollouts per chunk on a CPU: 2000 x 600 GRU gates (4.8 MB) stay in cache; 8000 rows do not."""
+
+
+def elu_(x: Tensor) -> Tensor:
+    """ELU in place (no autograd): exp(min(x, 0)) - 1 + max(x, 0), with torch's own ELU on a GPU."""
+    if x.device.type != "cpu":
+        return F.elu_(x)
+    negative = torch.exp(x.clamp(max=0.0)).sub_(1.0)
+    return x.clamp_(min=0.0).add_(negative)
+
+
+def tanh_(x: Tensor) -> Tensor:
+    """tanh in place (no autograd): 2 sigmoid(2x) - 1 on a CPU, where sigmoid is vectorised and tanh is not."""
+    if x.device.type != "cpu":
+        return x.tanh_()
+    return x.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
+
+
+class _Weights:
+    """The weights the rollout reads, split where a concatenated input would otherwise be built."""
+
+    def __init__(self, model: WorldModel) -> None:
+        rssm, head = model.rssm, model.reward_head.net
+        S, D = rssm.state_size, rssm.belief_size
+        transition = rssm.transition_input[0]  # Linear(S + A -> hidden) on [z, a]
+        self.transition_z = transition.weight[:, :S].t()  # (S, H)
+        self.transition_a = transition.weight[:, S:]  # (H, A), for F.linear over the horizon
+        self.transition_b = transition.bias  # (H,)
+        gru = rssm.gru
+        self.gru_ih, self.gru_hh = gru.weight_ih.t(), gru.weight_hh.t()  # (H, 3D), (D, 3D)
+        self.gru_bih, self.gru_bhh = gru.bias_ih, gru.bias_hh  # (3D,)
+        prior_hidden, prior_out = rssm.prior_net[0], rssm.prior_net[2]
+        self.prior_w, self.prior_b = prior_hidden.weight.t(), prior_hidden.bias  # (D, H), (H,)
+        self.mean_w, self.mean_b = prior_out.weight[:S].t(), prior_out.bias[:S]  # (H, S), (S,)
+        self.std_w, self.std_b = prior_out.weight[S:].t(), prior_out.bias[S:]  # (H, S), (S,)
+        first, second, last = head[0], head[2], head[4]  # Linear(D + S -> H), Linear(H -> H), Linear(H -> 1)
+        self.reward_h, self.reward_z = first.weight[:, :D].t(), first.weight[:, D:].t()  # (D, H), (S, H)
+        self.reward_b1 = first.bias
+        self.reward_w2, self.reward_b2 = second.weight.t(), second.bias  # (H, H), (H,)
+        self.reward_w3, self.reward_b3 = last.weight[0], last.bias  # (H,), (1,)
+        self.min_std = rssm.min_std
+        self.belief_size = D
+
+
+def _rollout_returns(
+    w: _Weights, h: Tensor, z: Tensor, actions: Tensor, sample: bool, generator: torch.Generator | None
+) -> Tensor:
+    """h (R, D), z (R, S), actions (L, R, A) -> summed predicted rewards (R,)."""
+    L, D = actions.shape[0], w.belief_size
+    action_in = F.linear(actions, w.transition_a, w.transition_b)  # (L, R, H): the whole horizon at once
+    returns = torch.zeros(h.shape[0], device=h.device, dtype=h.dtype)  # (R,)
+    for t in range(L):
+        x = elu_(torch.addmm(action_in[t], z, w.transition_z))  # (R, H)
+        gates_x = torch.addmm(w.gru_bih, x, w.gru_ih)  # (R, 3D): reset, update, new
+        gates_h = torch.addmm(w.gru_bhh, h, w.gru_hh)  # (R, 3D)
+        reset = gates_x[:, :D].add_(gates_h[:, :D]).sigmoid_()  # (R, D)
+        update = gates_x[:, D : 2 * D].add_(gates_h[:, D : 2 * D]).sigmoid_()  # (R, D)
+        new = tanh_(gates_x[:, 2 * D :].addcmul_(reset, gates_h[:, 2 * D :]))  # (R, D)
+        h = torch.addcmul(new, update, h - new)  # (R, D): (1 - u) n + u h
+        hidden = elu_(torch.addmm(w.prior_b, h, w.prior_w))  # (R, H)
+        z = torch.addmm(w.mean_b, hidden, w.mean_w)  # (R, S): the prior mean
+        if sample:
+            std = F.softplus(torch.addmm(w.std_b, hidden, w.std_w)).add_(w.min_std)  # (R, S)
+            noise = torch.randn(z.shape, device=z.device, dtype=z.dtype, generator=generator)
+            z = z.addcmul_(std, noise)
+        r = torch.addmm(w.reward_b1, h, w.reward_h).addmm_(z, w.reward_z)  # (R, H)
+        r = elu_(torch.addmm(w.reward_b2, elu_(r), w.reward_w2))  # (R, H)
+        returns = returns.addmv_(r, w.reward_w3)  # (R,)
+    return returns + L * w.reward_b3  # the last layer's bias, once per step
+
+
+@torch.no_grad()
+def imagined_returns(
+    model: WorldModel,
+    state: RSSMState,
+    actions: Tensor,
+    *,
+    sample: bool = False,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """state (B), candidate actions (B, N, L, A) -> the predicted return of each candidate (B, N).
+
+    z follows the prior mean, or is sampled from the prior with ``generator`` when ``sample``."""
+    B, N, L, _ = actions.shape
+    weights = _Weights(model)
+    h = repeat(state.h, "b d -> (b n) d", n=N)  # (B*N, D)
+    z = repeat(state.z, "b s -> (b n) s", n=N)  # (B*N, S)
+    steps = rearrange(actions, "b n l a -> l (b n) a")  # (L, B*N, A)
+    rows = B * N
+    chunk = CPU_CHUNK_ROWS if actions.device.type == "cpu" else rows
+    if chunk >= rows:
+        returns = _rollout_returns(weights, h, z, steps, sample, generator)  # (B*N,)
+    else:
+        returns = torch.cat(
+            [
+                _rollout_returns(weights, h[i : i + chunk], z[i : i + chunk], steps[:, i : i + chunk], sample, generator)
+                for i in range(0, rows, chunk)
+            ]
+        )  # (B*N,)
+    return rearrange(returns, "(b n) -> b n", b=B)
