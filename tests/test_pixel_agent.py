@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from worldmodel.agents.pixel_agent import PixelPolicy, load_agent, trim_metrics
-from worldmodel.models.world_model import WorldModel, WorldModelConfig
+from worldmodel.models.world_model import RSSMState, WorldModel, WorldModelConfig
 from worldmodel.planning.cem import CEMPlanner, PlannerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,18 +47,20 @@ class KnownRewardModel:
 
     action_size = 2
     device = torch.device("cpu")
+    cfg = WorldModelConfig()  # plan_compile off
 
     def __init__(self, targets: torch.Tensor) -> None:
         self.targets = targets  # (B, A)
 
-    def initial_state(self, batch_size: int) -> torch.Tensor:
-        return torch.zeros(batch_size, self.action_size)
+    def initial_state(self, batch_size: int) -> RSSMState:
+        return RSSMState(h=torch.zeros(batch_size, self.action_size), z=torch.zeros(batch_size, 0))
 
-    def filter_step(self, state, action, obs, is_first) -> torch.Tensor:
-        return self.targets  # (B, A): the frame "tells" the model where the reward is
+    def filter_step(self, state, action, obs, is_first) -> RSSMState:
+        # h (B, A): the frame "tells" the model where the reward is
+        return RSSMState(h=self.targets, z=torch.zeros(len(self.targets), 0))
 
-    def imagine_returns(self, state: torch.Tensor, actions: torch.Tensor, generator=None) -> torch.Tensor:
-        return -((actions - state[:, None, None, :]) ** 2).sum(dim=(2, 3))  # (B, N)
+    def imagine_returns(self, state: RSSMState, actions: torch.Tensor, generator=None) -> torch.Tensor:
+        return -((actions - state.h[:, None, None, :]) ** 2).sum(dim=(2, 3))  # (B, N)
 
 
 def test_latent_cem_chooses_each_envs_best_action_in_one_batched_call():
