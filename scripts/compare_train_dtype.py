@@ -35,13 +35,10 @@ CURVE_KEYS = ("total_loss", "recon_loss", "reward_loss", "kl")
 
 def train_curves(run, steps: int, window: int, seed: int) -> dict[str, dict]:
     """Train a copy of the run's initial model per dtype on the same chunks -> {dtype: curves and timing}."""
-    initial = copy.deepcopy(run.world_model.state_dict())
     cfg = run.cfg.train
     results = {}
     for dtype in DTYPES:
-        model = run.world_model
-        model.load_state_dict(initial)
-        model.optimizer = torch.optim.Adam(model.parameters(), lr=model.cfg.learning_rate, eps=model.cfg.adam_eps)
+        model = copy.deepcopy(run.world_model)  # the same initial weights and a fresh optimizer, its own config
         model.cfg.train_dtype = dtype
         rng = np.random.default_rng(seed)  # the same chunks for both
         torch.manual_seed(seed)  # the same dequantisation noise and posterior samples

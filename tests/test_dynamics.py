@@ -149,7 +149,7 @@ def test_absolute_position_is_not_a_model_input():
 def test_cpu_chunks_and_bf16_planning_agree_with_one_batch(monkeypatch):
     import dataclasses
 
-    import worldmodel.models.dynamics as dynamics
+    import worldmodel.cpu
 
     torch.manual_seed(0)
     model = DynamicsEnsemble(
@@ -157,7 +157,7 @@ def test_cpu_chunks_and_bf16_planning_agree_with_one_batch(monkeypatch):
     )
     obs, actions = torch.randn(3, 18), torch.rand(3, 70, 5, 6) * 2 - 1  # (B, S), (B, N, L, A)
     whole = model.imagine_returns(obs, actions, half_cheetah_reward)  # (B, N): one chunk of 210 rows
-    monkeypatch.setattr(dynamics, "CPU_CHUNK_ROWS", 64)  # 4 chunks, the last one short
+    monkeypatch.setattr(worldmodel.cpu, "CPU_CHUNK_ROWS", 64)  # 4 chunks, the last one short
     chunked = model.imagine_returns(obs, actions, half_cheetah_reward)
     torch.testing.assert_close(chunked, whole)
     model.cfg = dataclasses.replace(model.cfg, plan_dtype="bfloat16")

@@ -278,13 +278,13 @@ def test_sampled_planning_draws_z_from_the_prior_with_the_given_generator() -> N
 
 
 def test_planning_in_chunks_gives_the_same_returns(monkeypatch: pytest.MonkeyPatch) -> None:
-    from worldmodel.models import latent_planning
+    import worldmodel.cpu
 
     model = tiny_model()
     state = RSSMState(h=torch.randn(3, TINY["belief_size"]), z=torch.randn(3, TINY["state_size"]))
     actions = torch.rand(3, 5, 4, A) * 2 - 1
     whole = model.imagine_returns(state, actions)
-    monkeypatch.setattr(latent_planning, "CPU_CHUNK_ROWS", 4)  # 15 rows in chunks of 4, 4, 4, 3
+    monkeypatch.setattr(worldmodel.cpu, "CPU_CHUNK_ROWS", 4)  # 15 rows in chunks of 4, 4, 4, 3
     torch.testing.assert_close(model.imagine_returns(state, actions), whole, rtol=1e-6, atol=1e-6)
 
 

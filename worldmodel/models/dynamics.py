@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from worldmodel.config import check
+from worldmodel.cpu import row_chunks
 from worldmodel.envs.rewards import RewardFn
 from worldmodel.models.ensemble import EnsembleMLP
 from worldmodel.models.normalizer import Normalizer
@@ -64,11 +65,6 @@ def contiguous_spans(dims: tuple[int, ...]) -> list[tuple[int, int, int]]:
         else:
             spans.append((position, dim, 1))
     return spans
-
-
-CPU_CHUNK_ROWS = 2000
-"""Rollouts per chunk on a CPU, so a member's activations stay in cache (2 cores, 5 x 2x250, 15 envs x
-1000 candidates: one batch 59 GFLOP/s; chunks of 500 / 1000 / 2000 rows: 106 / 126 / 131 GFLOP/s)."""
 
 
 class DynamicsEnsemble(nn.Module):
@@ -150,7 +146,7 @@ class DynamicsEnsemble(nn.Module):
 
         Every member rolls out every sequence from ``obs``; the reward is summed inside the loop
         so the rollout is never stored. No host sync: this is the planner's objective. On a CPU the
-        B*N rollouts run in chunks of ``CPU_CHUNK_ROWS``, so each member's activations stay in cache
+        B*N rollouts run in chunks of ``worldmodel.cpu.CPU_CHUNK_ROWS``, so each member's activations stay in cache
         (one big batch of 15 envs x 1000 candidates ran at half the speed of chunks of 2000 rows).
         """
         B, N, L, A = actions.shape
@@ -158,10 +154,9 @@ class DynamicsEnsemble(nn.Module):
         step_actions = actions.permute(2, 0, 1, 3).reshape(L, B * N, A)  # (L, B*N, A), time-major for the loop
         state = obs[:, None].expand(B, N, S).reshape(1, B * N, S)  # (1, B*N, S), broadcast over members at t=0
         mlp = self.mlp if self.cfg.plan_dtype == "float32" else self.mlp.low_precision(torch.bfloat16)
-        chunk = CPU_CHUNK_ROWS if obs.device.type == "cpu" else B * N
         returns = [
-            self._rollout_returns(state[:, i : i + chunk], step_actions[:, i : i + chunk], reward_fn, mlp)
-            for i in range(0, B * N, chunk)
+            self._rollout_returns(state[:, rows], step_actions[:, rows], reward_fn, mlp)
+            for rows in row_chunks(B * N, obs.device)
         ]  # each (E, rows)
         return torch.cat(returns, dim=1).mean(dim=0).view(B, N)
 

@@ -33,14 +33,13 @@ def compiled_call(fn: PlanCall, device: torch.device) -> PlanCall:
     def call(h: Tensor, z: Tensor) -> Tensor:
         nonlocal calls, current
         calls += 1
-        if current is fn or calls > FALLBACK_CALLS:
-            return current(h, z).clone()  # clone: a CUDA graph reuses its output memory on the next replay
-        try:
-            return current(h, z).clone()
-        except Exception as err:  # noqa: BLE001 - any compiler failure: plan eagerly instead
-            warnings.warn(f"model.plan_compile: compiling the planner failed, planning eagerly instead ({err!r})",
-                          stacklevel=2)
-            current = fn
-            return fn(h, z)
+        if current is compiled and calls <= FALLBACK_CALLS:
+            try:
+                return compiled(h, z).clone()  # clone: a CUDA graph reuses its output memory on the next replay
+            except Exception as err:  # noqa: BLE001 - any compiler failure: plan eagerly instead
+                warnings.warn(f"model.plan_compile: compiling the planner failed, planning eagerly instead ({err!r})",
+                              stacklevel=2)
+                current = fn
+        return current(h, z).clone()
 
     return call
