@@ -158,3 +158,40 @@ def test_state_agent_resumes_after_sigkill(tmp_path):
 @pytest.mark.timeout(300)
 def test_pixel_agent_resumes_after_sigkill(tmp_path):
     check_resume(PIXELS, tmp_path)
+
+
+def test_a_second_signal_does_not_cut_the_interrupt_checkpoint_short(tmp_path, monkeypatch):
+    """A sweep stopping its trials can deliver Ctrl-C and SIGTERM close together: the checkpoint the
+    first one starts must still be written, and the run still ends as interrupted."""
+    from worldmodel import runner
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)  # what the CLI installs
+    saved = []
+
+    def save_hit_by_sigterm(spec, run, logdir):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the checkpoint is being written
+        time.sleep(0.05)
+        saved.append(run)
+
+    class Spec:
+        def warm_up(self, run):
+            raise KeyboardInterrupt  # the first Ctrl-C
+
+        def length(self, cfg):
+            return 1
+
+    class Run:
+        class cfg:
+            class train:
+                checkpoint_every = 1
+
+    monkeypatch.setattr(runner, "save", save_hit_by_sigterm)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.train_loop(Spec(), Run(), logger=None, logdir=tmp_path)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert len(saved) == 1

@@ -151,7 +151,10 @@ def test_a_killed_worker_is_resumed_from_its_checkpoint(killed_sweep):
 def test_ctrl_c_leaves_every_trial_resumable_and_the_same_command_finishes_them(tmp_path):
     out = tmp_path / "sweep"
     command = [sys.executable, str(SWEEP), "--config", str(SMOKE), "--seeds", "0", "1", "--out", str(out)]
-    command += ["logger=none", "env.episode_length=20", "model.train_steps=10", "train.iterations=8"]
+    # Long enough that neither trial can finish between its first checkpoint and the Ctrl-C reaching it
+    # (driver -> Ray cancel -> SIGTERM takes a second or two on a busy machine; 8 iterations did not).
+    iterations = 40
+    command += ["logger=none", "env.episode_length=20", "model.train_steps=10", f"train.iterations={iterations}"]
     command += ["train.video_every=0"]
 
     def like_a_terminal() -> None:  # its own process group, Ctrl-C not ignored (as in a background job)
@@ -181,7 +184,8 @@ def test_ctrl_c_leaves_every_trial_resumable_and_the_same_command_finishes_them(
     assert again.returncode == 0, again.stdout[-3000:]
     assert again.stdout.count(" resumed (attempt 2)") == 2, again.stdout
     for seed in (0, 1):
-        assert [row["Iteration"] for row in read_metrics(out / f"seed{seed}" / "metrics.jsonl")] == list(range(8))
+        rows = read_metrics(out / f"seed{seed}" / "metrics.jsonl")
+        assert [row["Iteration"] for row in rows] == list(range(iterations))
 
 
 def test_trials_are_the_cross_product_of_grid_and_seeds():

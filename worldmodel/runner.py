@@ -17,7 +17,10 @@ run drops the metrics rows logged after its checkpoint and logs them again.
 from __future__ import annotations
 
 import random
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -165,6 +168,21 @@ def save(spec: RunSpec, run: Any, logdir: Path) -> Path:
     return save_checkpoint(logdir / CHECKPOINT_NAME, {"kind": spec.kind, "run": run.state_dict()})
 
 
+@contextmanager
+def further_interrupts_ignored():
+    """Keep a second Ctrl-C or SIGTERM (a sweep stopping its trials may send both) from cutting the
+    interrupt's checkpoint short; the first one is already being handled."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def train_loop(spec: RunSpec, run: Any, logger: Logger, logdir: Path) -> None:
     """Warm up, then ``iterate`` until the counter reaches its length; checkpoint every
     ``train.checkpoint_every`` steps of it, at the end and on Ctrl-C."""
@@ -182,8 +200,9 @@ def train_loop(spec: RunSpec, run: Any, logger: Logger, logdir: Path) -> None:
                 save(spec, run, logdir)
     except KeyboardInterrupt:
         # Data reaches the run whole and counters move after it, so this state is consistent.
-        save(spec, run, logdir)
-        print(f"interrupted: checkpoint saved; continue with --resume {logdir}", flush=True)
+        with further_interrupts_ignored():
+            save(spec, run, logdir)
+            print(f"interrupted: checkpoint saved; continue with --resume {logdir}", flush=True)
         raise
     save(spec, run, logdir)
 
