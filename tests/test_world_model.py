@@ -70,6 +70,23 @@ def test_decoder_first_layer_as_a_matmul_equals_the_transposed_convolution() -> 
         torch.testing.assert_close(decoder(h, z), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("cin, cout, size", [(8, 4, 13), (4, 3, 30)])
+def test_subpixel_transposed_conv_gives_torchs_values_and_gradients(cin: int, cout: int, size: int) -> None:
+    from worldmodel.models.conv import SubpixelTransposedConv
+
+    torch.manual_seed(0)
+    layer = torch.nn.ConvTranspose2d(cin, cout, 6, stride=2)
+    x = torch.randn(5, cin, size, size, requires_grad=True)
+    grad = torch.randn(5, cout, 2 * size + 4, 2 * size + 4)
+    expected = layer(x)
+    expected_grads = torch.autograd.grad(expected, [x, layer.weight, layer.bias], grad)
+    got = SubpixelTransposedConv.apply(x.contiguous(memory_format=torch.channels_last), layer.weight, layer.bias)
+    got_grads = torch.autograd.grad(got, [x, layer.weight, layer.bias], grad)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    for g, e in zip(got_grads, expected_grads):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)
+
+
 def test_planet_sizes_give_a_1024_embedding_without_projection() -> None:
     encoder = ConvEncoder(image_shape=(3, 64, 64), depth=32, embedding_size=1024)
     assert isinstance(encoder.project, torch.nn.Identity)
@@ -174,6 +191,8 @@ def test_preprocess_quantises_to_bit_depth_with_noise_inside_the_bin() -> None:
     levels = frames.float() // 8  # 5 bits: 32 levels
     assert ((x + 0.5) * 32 >= levels).all() and ((x + 0.5) * 32 < levels + 1).all()
     assert not torch.equal(x, model.preprocess(frames))  # fresh noise each call
+    within = ((x + 0.5) * 32 - levels).flatten()  # where in its bin each value fell: uniform on [0, 1)
+    assert abs(within.mean().item() - 0.5) < 0.05 and within.unique().numel() > 200
     quantised = model.postprocess(model.preprocess(frames, noise=False))
     assert quantised.dtype == torch.uint8
     torch.testing.assert_close(quantised, (levels * 8).to(torch.uint8))

@@ -9,6 +9,7 @@ convolutions produce exactly 64x64 frames, so that is the one frame size the pix
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -90,8 +91,10 @@ class ConvDecoder(nn.Module):
         lead = h.shape[:-1]
         x = self.project(torch.cat([h, z], dim=-1))  # (..., 32 d)
         x = self._first_deconv(x.reshape(-1, x.shape[-1]))  # (B*, 4d, 5, 5)
-        x = self.deconvs[1:](x)  # (B*, C, 64, 64)
-        return x.reshape(*lead, *self.image_shape)  # (..., C, H, W)
+        x = x.contiguous(memory_format=torch.channels_last)
+        for layer in self.deconvs[1:]:
+            x = transposed_conv(layer, x) if isinstance(layer, nn.ConvTranspose2d) else layer(x)
+        return x.reshape(*lead, *self.image_shape)  # (B*, C, 64, 64) -> (..., C, H, W)
 
     def _first_deconv(self, x: Tensor) -> Tensor:
         """``deconvs[0]`` on the (32 d, 1, 1) image x (B*, 32 d) as the matmul it is: each output pixel is a
@@ -100,3 +103,49 @@ class ConvDecoder(nn.Module):
         channels, size = first.out_channels, first.kernel_size[0]
         out = x @ first.weight.flatten(1)  # (B*, 4d * 5 * 5)
         return out.view(-1, channels, size, size) + first.bias[:, None, None]  # (B*, 4d, 5, 5)
+
+
+# ---- transposed convolutions on a CPU -------------------------------------------------------------
+
+
+def transposed_conv(layer: nn.ConvTranspose2d, x: Tensor) -> Tensor:
+    """``layer(x)``; on a CPU the decoder's 6x6 stride-2 layers take the sub-pixel path below."""
+    plain = layer.padding == (0, 0) and layer.output_padding == (0, 0) and layer.groups == 1
+    cpu_fp32 = x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")  # its backward is fp32
+    if cpu_fp32 and plain and layer.kernel_size == (6, 6) and layer.stride == (2, 2):
+        return SubpixelTransposedConv.apply(x, layer.weight, layer.bias)
+    return layer(x)
+
+
+class SubpixelTransposedConv(torch.autograd.Function):
+    """``conv_transpose2d(x, w, b, stride=2)`` for a 6x6 kernel, the same numbers computed faster on a CPU.
+
+    Forward: each of the 2x2 output phases is a 3x3 correlation of the input padded by 2, so the layer is one
+    ordinary convolution to 4 x out channels and a pixel shuffle. torch's CPU transposed convolution runs
+    the last decoder layer (16 -> 3 channels) at 30 GFLOP/s; this path is 4x faster there.
+    Backward: the transposed convolution's own gradients (a strided convolution and a weight gradient),
+    which torch already runs fast; differentiating the sub-pixel forward instead was slower.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        cin, cout = weight.shape[:2]  # weight (Cin, Cout, 6, 6): kernel tap t = 2 m + phase r
+        taps = weight.view(cin, cout, 3, 2, 3, 2).flip(2, 4)  # (Cin, Cout, m, r, m, r), m reversed
+        taps = rearrange(taps, "i o m r n s -> (r s o) i m n")  # (4 Cout, Cin, 3, 3)
+        taps = taps.contiguous(memory_format=torch.channels_last)
+        y = F.conv2d(F.pad(x, (2, 2, 2, 2)), taps, bias.repeat(4))  # (B, 4 Cout, H + 2, W + 2)
+        # The pixel shuffle, written for channels-last memory (F.pixel_shuffle on it took 5 ms a call).
+        y = rearrange(y.permute(0, 2, 3, 1), "b h w (r s o) -> b (h r) (w s) o", r=2, s=2)  # (B, 2H+4, 2W+4, Cout)
+        return y.permute(0, 3, 1, 2)  # (B, Cout, 2 H + 4, 2 W + 4), channels-last memory
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor, Tensor]:
+        x, weight = ctx.saved_tensors
+        grad = grad.contiguous(memory_format=torch.channels_last)  # (B, Cout, 2 H + 4, 2 W + 4)
+        grad_x = F.conv2d(grad, weight, stride=2) if ctx.needs_input_grad[0] else None  # (B, Cin, H, W)
+        # The weight gradient of conv2d(grad, weight) at output gradient x is the transposed conv's.
+        _, grad_weight, _ = torch.ops.aten.convolution_backward(
+            x, grad, weight, None, [2, 2], [0, 0], [1, 1], False, [0, 0], 1, [False, True, False]
+        )
+        return grad_x, grad_weight, grad.sum((0, 2, 3))

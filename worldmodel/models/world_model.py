@@ -158,9 +158,15 @@ class WorldModel(nn.Module):
         """uint8 frames (..., C, H, W) -> floats (..., C, H, W) in [-0.5, 0.5], quantised to ``bit_depth``
         bits; ``noise`` adds uniform dequantisation noise within each bin (PlaNet), else bin centres."""
         bins = 2**self.cfg.bit_depth
-        levels = (frames >> (8 - self.cfg.bit_depth)).float()  # (..., C, H, W): the bin, in [0, bins)
-        offset = torch.rand_like(levels) if noise else torch.full_like(levels, 0.5)
-        return levels.add_(offset).mul_(1.0 / bins).sub_(0.5)
+        levels = frames >> (8 - self.cfg.bit_depth)  # (..., C, H, W) uint8: the bin, in [0, bins)
+        if not noise:
+            return levels.float().add_(0.5).mul_(1.0 / bins).sub_(0.5)
+        # The noise is a uniform byte per pixel (256 sub-bins): random bytes come 8 to a 64-bit draw,
+        # 7x faster on a CPU than torch.rand_like, which took 5% of a training step.
+        noise_bytes = torch.empty((frames.numel() + 7) // 8, dtype=torch.int64, device=frames.device).random_()
+        noise_bytes = noise_bytes.view(torch.uint8)[: frames.numel()].view(frames.shape)  # (..., C, H, W)
+        fine = levels.to(torch.int32).mul_(256).add_(noise_bytes)  # (..., C, H, W): in [0, 256 bins)
+        return fine.float().add_(0.5).mul_(1.0 / (256 * bins)).sub_(0.5)
 
     def postprocess(self, x: Tensor) -> Tensor:
         """Floats (..., C, H, W) as ``preprocess`` makes them -> uint8 frames (..., C, H, W)."""
