@@ -55,7 +55,7 @@ class KnownRewardModel:
     def initial_state(self, batch_size: int) -> RSSMState:
         return RSSMState(h=torch.zeros(batch_size, self.action_size), z=torch.zeros(batch_size, 0))
 
-    def filter_step(self, state, action, obs, is_first) -> RSSMState:
+    def filter_step(self, state, action, obs, is_first, generator=None) -> RSSMState:
         # h (B, A): the frame "tells" the model where the reward is
         return RSSMState(h=self.targets, z=torch.zeros(len(self.targets), 0))
 
@@ -133,11 +133,29 @@ def test_compiled_planner_call_returns_the_eager_plan_for_the_same_generator():
     eager, compiled = policy(False), policy(True)
     model.cfg.plan_compile = False
     for step in range(2):  # two steps: the second plans from a filtered (not initial) state
-        torch.manual_seed(step)  # filter_step samples the posterior from torch's global generator
         expected = eager.act(frames)
-        torch.manual_seed(step)
         got = compiled.act(frames)
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_acting_draws_every_random_number_from_the_policys_generator():
+    """Dequantisation noise, the posterior sample, sampled planning and exploration noise: the same
+    generator seed gives the same actions whatever torch's global RNG has done in between."""
+    torch.manual_seed(0)
+    cfg = WorldModelConfig(belief_size=16, state_size=4, hidden_size=16, embedding_size=32, cnn_depth=4,
+                           plan_sample=True)
+    model = WorldModel(cfg, action_size=2).eval()
+    box = torch.ones(2)
+    planner_cfg = PlannerConfig(kind="cem", horizon=3, candidates=32, elites=4, iterations=2, init="gaussian")
+    frames = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8).numpy()
+
+    def actions(global_seed: int) -> np.ndarray:
+        generator = torch.Generator().manual_seed(3)
+        policy = PixelPolicy(model, CEMPlanner(planner_cfg, -box, box, generator=generator), generator=generator)
+        torch.manual_seed(global_seed)
+        return np.stack([policy.act(frames, explore=True) for _ in range(3)])
+
+    np.testing.assert_array_equal(actions(1), actions(2))
 
 
 def test_plan_compile_with_a_warm_start_is_a_config_error():

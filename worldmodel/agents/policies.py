@@ -122,7 +122,7 @@ class PixelPolicy:
             is_first = torch.ones(B, dtype=torch.bool, device=wm.device)
         else:
             is_first = torch.zeros(B, dtype=torch.bool, device=wm.device)
-        self.state = wm.filter_step(self.state, self._previous_action, obs, is_first)
+        self.state = wm.filter_step(self.state, self._previous_action, obs, is_first, generator=self.generator)
         plan = self._plan_call(self.state.h, self.state.z)  # (B, L, A)
         action = plan[:, 0]  # (B, A)
         if explore and self.exploration_noise > 0:

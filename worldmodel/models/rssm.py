@@ -156,13 +156,21 @@ class RSSM(nn.Module):
         return state.map(lambda x: x * keep), action * keep
 
     def observe_step(
-        self, state: RSSMState, action: Tensor, embed: Tensor, is_first: Tensor, *, sample: bool = True
+        self,
+        state: RSSMState,
+        action: Tensor,
+        embed: Tensor,
+        is_first: Tensor,
+        *,
+        sample: bool = True,
+        generator: torch.Generator | None = None,
     ) -> tuple[RSSMState, DiagGaussian, DiagGaussian]:
-        """One filter step: state (B), a_t (B, A), e_t (B, E), is_first (B,) -> (posterior state, prior, posterior)."""
+        """One filter step: state (B), a_t (B, A), e_t (B, E), is_first (B,) -> (posterior state, prior, posterior);
+        z is sampled from the posterior with ``generator`` (torch's global one if None)."""
         state, action = self.reset_where(state, action, is_first)
         h, prior = self.transition(state, action)
         post = self.posterior(h, embed)
-        z = post.sample() if sample else post.mean
+        z = post.sample(generator) if sample else post.mean
         return RSSMState(h, z), prior, post
 
     def imagine_step(self, state: RSSMState, action: Tensor, *, sample: bool = False) -> tuple[RSSMState, DiagGaussian]:
