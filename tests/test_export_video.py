@@ -16,6 +16,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported: headless
 
 REPO = Path(__file__).resolve().parents[1]
 EXPORT = REPO / "scripts" / "export_video.py"
+EVALUATE = REPO / "scripts" / "evaluate_pixels.py"
 STATE_STEPS = 20
 PIXEL_STEPS = 8
 
@@ -185,3 +186,25 @@ def test_record_pixel_episode_side_by_side():
     left, right = rollout.frames[..., :128, :], rollout.frames[..., 128:, :]
     assert np.array_equal(right, 255 - left)
     assert fps == pytest.approx(1 / (0.01 * 8))  # cartpole: 0.01 s control step, action repeat 8
+
+
+# ---- scripts/evaluate_pixels.py --------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_evaluate_pixels_plays_the_episodes_with_the_planner_asked_for(pixel_run):
+    import json
+
+    result = run([EVALUATE, "--run", pixel_run, "--episodes", 3, "--envs", 2, "planner.candidates=12"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(summary["returns"]) == 3 and summary["planner"].startswith("cem 12 x H3")
+    assert summary["mean"] == pytest.approx(sum(summary["returns"]) / 3)
+    assert len(re.findall(r"^episode \d+: return", result.stdout, re.M)) == 3
+
+
+def test_evaluate_pixels_changes_only_the_planner(pixel_run):
+    result = run([EVALUATE, "--run", pixel_run, "model.belief_size=8"])
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: only planner.* and model.plan_sample can change for evaluation, got model.belief_size=8"
+    ]

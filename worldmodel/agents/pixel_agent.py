@@ -358,15 +358,21 @@ def main(
     return runner.train(PIXEL_SPEC, config_path, overrides, logdir, resume)
 
 
-def load_agent(logdir: str | Path, checkpoint: str | Path | None = None, device: str = "auto") -> PixelPolicy:
+def load_agent(
+    logdir: str | Path,
+    checkpoint: str | Path | None = None,
+    device: str = "auto",
+    overrides: list[str] | tuple[str, ...] = (),
+) -> PixelPolicy:
     """A trained pixel agent from a run folder, ready to act (no exploration noise unless ``act(explore=True)``).
 
-    The returned policy's ``make_envs(num_envs=1, seed=0)`` builds the run's environment.
+    ``overrides`` (``key.sub=value``) change the run's config before the agent is built, e.g. a larger
+    planner. The returned policy's ``make_envs(num_envs=1, seed=0)`` builds the run's environment.
     """
     logdir = Path(logdir)
     if not (logdir / "config.yaml").is_file():
         raise UserError(f"{logdir} holds no run (no config.yaml)")
-    cfg = load_config(PixelAgentConfig, logdir / "config.yaml")
+    cfg = load_config(PixelAgentConfig, logdir / "config.yaml", list(overrides))
     state = load_checkpoint(Path(checkpoint) if checkpoint else logdir / CHECKPOINT_NAME, kind="pixels")
     torch_device = resolve_device(device)
     action_size = int(np.asarray(state["run"]["replay"]["action"]).shape[1])
