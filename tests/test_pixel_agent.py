@@ -113,21 +113,30 @@ def test_latent_cem_on_a_real_world_model_with_a_known_reward_head():
     assert (planned[:, 0] >= best_constant - 1e-4).all(), (planned, best_constant)
 
 
-def test_compiled_planner_call_returns_the_eager_plan_for_the_same_generator():
-    """``model.plan_compile``: torch.compile of the whole planner call (here on the CPU; CUDA graphs on a GPU)
-    plans the same as eager code from the same generator seed, sampled z included."""
+def tiny_sampling_model() -> WorldModel:
+    """A tiny untrained world model that plans with sampled z (plan_sample), 2 action dims."""
     torch.manual_seed(0)
     cfg = WorldModelConfig(belief_size=16, state_size=4, hidden_size=16, embedding_size=32, cnn_depth=4,
                            plan_sample=True)
-    model = WorldModel(cfg, action_size=2).eval()
-    box = torch.ones(2)
+    return WorldModel(cfg, action_size=2).eval()
+
+
+def seeded_policy(model: WorldModel, seed: int) -> PixelPolicy:
+    """A small CEM policy whose planner and acting share one generator seeded with ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    box = torch.ones(model.action_size)
     planner_cfg = PlannerConfig(kind="cem", horizon=3, candidates=32, elites=4, iterations=2, init="gaussian")
+    return PixelPolicy(model, CEMPlanner(planner_cfg, -box, box, generator=generator), generator=generator)
+
+
+def test_compiled_planner_call_returns_the_eager_plan_for_the_same_generator():
+    """``model.plan_compile``: torch.compile of the whole planner call (here on the CPU; CUDA graphs on a GPU)
+    plans the same as eager code from the same generator seed, sampled z included."""
+    model = tiny_sampling_model()
 
     def policy(compiled: bool) -> PixelPolicy:
-        generator = torch.Generator().manual_seed(3)
-        planner = CEMPlanner(planner_cfg, -box, box, generator=generator)
         model.cfg.plan_compile = compiled
-        return PixelPolicy(model, planner, generator=generator)
+        return seeded_policy(model, seed=3)
 
     frames = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8).numpy()
     eager, compiled = policy(False), policy(True)
@@ -141,17 +150,11 @@ def test_compiled_planner_call_returns_the_eager_plan_for_the_same_generator():
 def test_acting_draws_every_random_number_from_the_policys_generator():
     """Dequantisation noise, the posterior sample, sampled planning and exploration noise: the same
     generator seed gives the same actions whatever torch's global RNG has done in between."""
-    torch.manual_seed(0)
-    cfg = WorldModelConfig(belief_size=16, state_size=4, hidden_size=16, embedding_size=32, cnn_depth=4,
-                           plan_sample=True)
-    model = WorldModel(cfg, action_size=2).eval()
-    box = torch.ones(2)
-    planner_cfg = PlannerConfig(kind="cem", horizon=3, candidates=32, elites=4, iterations=2, init="gaussian")
+    model = tiny_sampling_model()
     frames = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8).numpy()
 
     def actions(global_seed: int) -> np.ndarray:
-        generator = torch.Generator().manual_seed(3)
-        policy = PixelPolicy(model, CEMPlanner(planner_cfg, -box, box, generator=generator), generator=generator)
+        policy = seeded_policy(model, seed=3)
         torch.manual_seed(global_seed)
         return np.stack([policy.act(frames, explore=True) for _ in range(3)])
 
