@@ -27,6 +27,9 @@ def row_chunks(rows: int, device: torch.device) -> list[slice]:
     chunk = CPU_CHUNK_ROWS if device.type == "cpu" else rows
     return [slice(start, start + chunk) for start in range(0, rows, chunk)]
 
+
+# ---- glibc keeping freed memory ----------------------------------------------------------------------
+
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _KEEP_BYTES = 1 << 30  # blocks up to 1 GiB come from (and return to) the heap; trimming waits for 1 GiB free

@@ -32,6 +32,7 @@ from worldmodel.models.rssm import RSSMState
 if TYPE_CHECKING:  # a runtime import would be circular: world_model imports this module
     from worldmodel.models.world_model import WorldModel
 
+
 def elu_(x: Tensor) -> Tensor:
     """ELU in place (no autograd): exp(min(x, 0)) - 1 + max(x, 0), with torch's own ELU on a GPU."""
     if x.device.type != "cpu":
