@@ -10,7 +10,8 @@ Figures, at the config's sizes (default: PlaNet's cartpole-swingup config):
                               call captured as one CUDA graph (bench_planner's helper), replayed with one launch.
   plan_gflops                 matmul GFLOP/s of the 8-env call (transition, GRU, prior, reward head)
   peak_gflops                 square fp32 matmuls on the same device and threads (bench_planner's peak)
-  train_step_ms               one WorldModel.train_step on random frames, batch x chunk of the config
+  train_step_ms               one WorldModel.train_step on random frames, batch x chunk of the config (with
+                              model.train_graph on CUDA: the replayed graph, timed after it is recorded)
   env_fps_1, env_fps_8        frames (agent steps, action repeat and render included) per second: 1 env in this
                               process, 8 envs in worker processes
   e2e_env_steps_per_s         a short real run of the pixel agent: seed episodes, then one update_model + collect
@@ -46,6 +47,7 @@ from worldmodel.config import load_config  # noqa: E402
 from worldmodel.cpu import keep_freed_memory  # noqa: E402
 from worldmodel.envs.pixels import PixelEnvs, make_pixel_envs  # noqa: E402
 from worldmodel.errors import UserError  # noqa: E402
+from worldmodel.models.graphed import WARMUP_STEPS  # noqa: E402
 from worldmodel.models.world_model import WorldModel  # noqa: E402
 from worldmodel.planning.cem import CEMPlanner  # noqa: E402
 
@@ -103,6 +105,9 @@ def bench_model(cfg, action_size: int, obs_shape: tuple[int, ...], device: torch
             graphed = bench_planner.cuda_graphed(contenders[name], device)
             if graphed is not None:
                 contenders[f"{name}_graph"] = graphed
+    if training_model.cfg.train_graph and device.type == "cuda":
+        for _ in range(WARMUP_STEPS + 1):  # eager warm-up steps, then the one that records the graph
+            training_model.train_step(batch)
     timings = bench_planner.run_rounds(contenders, repeats, device)
     c = cfg.planner
     flops_per_env = bench_planner.latent_flops_per_step(planning_model) * c.candidates * c.horizon * c.iterations

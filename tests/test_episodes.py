@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from worldmodel.data.device_replay import DeviceReplay
 from worldmodel.data.episodes import EpisodeReplay, ReplayConfig, bytes_per_step
 from worldmodel.errors import ConfigError, UserError
 
@@ -133,3 +135,33 @@ def test_state_dict_round_trip(lengths: list[int]) -> None:
     restored.add_episode(obs, action, reward)
     for key, value in replay.state_dict().items():
         np.testing.assert_array_equal(value, restored.state_dict()[key])
+
+
+def assert_same_chunks(replay: EpisodeReplay, mirror: DeviceReplay, seed: int) -> None:
+    on_host = replay.sample(6, 4, np.random.default_rng(seed))
+    mirrored = mirror.sample(6, 4, np.random.default_rng(seed))
+    assert set(mirrored) == set(on_host)
+    for key, value in on_host.items():
+        assert mirrored[key].dtype == torch.as_tensor(value).dtype, key
+        np.testing.assert_array_equal(mirrored[key].numpy(), value, err_msg=key)
+
+
+def test_the_device_mirror_gives_the_chunks_the_replay_gives() -> None:
+    """DeviceReplay (the GPU path; here on the CPU device) follows growth, wrap-around and reloads."""
+    replay = EpisodeReplay(steps_cap(2000), OBS_SHAPE, A)
+    mirror = DeviceReplay(replay, "cpu")
+    fill(replay, [30, 25])
+    assert_same_chunks(replay, mirror, seed=0)
+    fill(replay, [40], one_step_at_a_time=True, start=100)  # a few new steps: copied one by one
+    assert_same_chunks(replay, mirror, seed=1)
+    fill(replay, [900, 700, 600], start=200)  # grows, then wraps around past the cap
+    assert replay.total_steps > replay.capacity
+    assert_same_chunks(replay, mirror, seed=2)
+    fill(replay, [50], start=3000)  # after the wrap: only the new slots
+    assert_same_chunks(replay, mirror, seed=3)
+    reloaded = EpisodeReplay(steps_cap(2000), OBS_SHAPE, A)
+    fill(reloaded, [20])
+    reloaded_mirror = DeviceReplay(reloaded, "cpu")
+    assert_same_chunks(reloaded, reloaded_mirror, seed=4)
+    reloaded.load_state_dict(replay.state_dict())
+    assert_same_chunks(reloaded, reloaded_mirror, seed=5)

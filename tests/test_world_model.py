@@ -235,6 +235,23 @@ def test_checkpoint_state_round_trip_includes_the_optimizer() -> None:
         torch.testing.assert_close(p, q)
 
 
+def test_a_checkpoint_of_a_graphed_gpu_run_trains_on_a_cpu() -> None:
+    """model.train_graph leaves Adam capturable (step counters on the GPU) in its checkpoints; loading one
+    must give back an optimizer that steps where it now is."""
+    model = tiny_model()
+    batch = random_batch(2, 3)
+    model.train_step(batch)
+    state = model.checkpoint_state()
+    state["optimizer"]["param_groups"][0]["capturable"] = True  # as a graphed run saves it
+    restored = tiny_model()
+    restored.load_checkpoint_state(state)
+    assert restored.optimizer.param_groups[0]["capturable"] is False
+    steps = [s["step"] for s in restored.optimizer.state.values()]
+    assert steps and all(step.device.type == "cpu" and float(step) == 1 for step in steps)
+    restored.train_step(batch)
+    assert all(float(s["step"]) == 2 for s in restored.optimizer.state.values())
+
+
 def test_batch_to_torch_dtypes() -> None:
     batch = {
         "obs": np.zeros((2, 3, 3, 64, 64), np.uint8),

@@ -31,6 +31,7 @@ from worldmodel.agents.common import resolve_device, seed_everything
 from worldmodel.agents.policies import PixelPolicy
 from worldmodel.checkpoint import load_checkpoint
 from worldmodel.config import check, load_config
+from worldmodel.data.device_replay import DeviceReplay
 from worldmodel.data.episodes import EpisodeReplay, ReplayConfig
 from worldmodel.envs.pixel_episodes import Episodes, random_actions, run_episodes
 from worldmodel.envs.pixels import PixelEnvConfig, PixelEnvs, make_pixel_envs
@@ -150,6 +151,8 @@ class PixelRun(runner.RunState):
         self.world_model = WorldModel(cfg.model, envs.action_size, image_shape).to(device)
         self.replay = EpisodeReplay(cfg.replay, image_shape, envs.action_size)
         self.heldout = EpisodeReplay(cfg.replay, image_shape, envs.action_size)
+        # On a GPU the frames are mirrored there and chunks gathered there (see DeviceReplay).
+        self.device_replay = DeviceReplay(self.replay, device) if device.type == "cuda" else None
         box = torch.ones(envs.action_size, device=device)
         self.planner = CEMPlanner(cfg.planner, low=-box, high=box, generator=self.generator)
         self.policy = PixelPolicy(
@@ -197,7 +200,10 @@ def update_model(run: PixelRun) -> dict[str, float]:
     train = run.cfg.train
     history: list[dict[str, torch.Tensor]] = []
     for _ in progress(range(train.train_steps), desc="train", unit="step"):
-        batch = batch_to_torch(run.replay.sample(train.batch_size, train.chunk_length, run.rng), run.device)
+        if run.device_replay is not None:
+            batch = run.device_replay.sample(train.batch_size, train.chunk_length, run.rng)
+        else:
+            batch = batch_to_torch(run.replay.sample(train.batch_size, train.chunk_length, run.rng), run.device)
         history.append(run.world_model.train_step(batch))
         run.train_steps += 1
     # One host copy for all C steps: the metrics stay on the device until here.

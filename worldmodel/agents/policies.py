@@ -94,7 +94,10 @@ class PixelPolicy:
         self.state = None  # posterior (B), created on the first frame of an episode
         self.plan_seconds = 0.0
         self.plan_calls = 0
-        self._plan_call = compiled_call(self.plan, world_model.device) if world_model.cfg.plan_compile else self.plan
+        self._plan_call = self.plan
+        if world_model.cfg.plan_compile:
+            generators = {id(g): g for g in (generator, planner.generator) if g is not None}.values()
+            self._plan_call = compiled_call(self.plan, world_model.device, list(generators))
 
     def plan(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """One planner call from the belief h (B, D), z (B, S) -> plan (B, L, A); ``model.plan_compile``

@@ -87,6 +87,11 @@ class EpisodeReplay:
         return self._firsts + int(partial)
 
     @property
+    def write_head(self) -> int:
+        """The slot the next step goes to; the newest step is in the slot before it."""
+        return self._next
+
+    @property
     def _oldest(self) -> int:
         return (self._next - self._size) % max(self.capacity, 1)
 
@@ -188,6 +193,12 @@ class EpisodeReplay:
         Returns obs uint8 (B, T, C, H, W), action float32 (B, T, A), reward float32 (B, T),
         is_first bool (B, T).
         """
+        idx = self.sample_slots(batch_size, chunk_length, generator)  # (B, T)
+        return {key: array[idx] for key, array in self.arrays().items()}
+
+    def sample_slots(self, batch_size: int, chunk_length: int, generator: np.random.Generator) -> np.ndarray:
+        """The storage slots (B, T) of B chunks as ``sample`` draws them (same generator, same chunks);
+        index ``arrays()`` with them, here or in a copy on a GPU (``DeviceReplay``)."""
         if self._size < chunk_length:
             raise UserError(
                 f"replay holds {self._size} steps, fewer than one chunk of {chunk_length}; "
@@ -195,13 +206,12 @@ class EpisodeReplay:
             )
         # Offsets count from the oldest step, so a chunk ends at the newest step at the latest.
         offsets = generator.integers(0, self._size - chunk_length + 1, size=batch_size)  # (B,)
-        idx = (self._oldest + offsets[:, None] + np.arange(chunk_length)[None]) % self.capacity  # (B, T)
-        return {
-            "obs": self._obs[idx],
-            "action": self._action[idx],
-            "reward": self._reward[idx],
-            "is_first": self._is_first[idx],
-        }
+        return (self._oldest + offsets[:, None] + np.arange(chunk_length)[None]) % self.capacity  # (B, T)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The storage, by slot: obs uint8 (N, C, H, W), action (N, A), reward (N,), is_first (N,); N slots
+        allocated so far (storage grows as steps come, up to ``capacity``)."""
+        return {"obs": self._obs, "action": self._action, "reward": self._reward, "is_first": self._is_first}
 
     def _ordered(self) -> np.ndarray:
         """Slots of the stored steps, oldest first."""

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from worldmodel.config import check
 from worldmodel.errors import UserError
 from worldmodel.models.conv import ConvDecoder, ConvEncoder, check_image_shape
+from worldmodel.models.graphed import GraphedStep, set_capturable
 from worldmodel.models.latent_planning import imagined_returns
 from worldmodel.models.rssm import RSSM, DiagGaussian, RSSMState, free_nats_kl, kl_divergence
 
@@ -74,6 +75,8 @@ class WorldModelConfig:
     """Compile each planner call (all CEM iterations) with torch.compile: CUDA graphs on a GPU. Needs no warm start."""
     train_dtype: Literal["float32", "bfloat16"] = "float32"
     """bfloat16: the training step's forward pass under bf16 autocast (weights, optimizer and loss sums stay fp32)."""
+    train_graph: bool = False
+    """On a GPU, replay the whole training step as one CUDA graph after 3 eager steps (no effect on a CPU)."""
 
     def __post_init__(self) -> None:
         for name in ("belief_size", "state_size", "hidden_size", "embedding_size", "cnn_depth"):
@@ -147,6 +150,7 @@ class WorldModel(nn.Module):
         # Adam keeps references to the Parameter objects, which ``.to(device)`` moves in place,
         # and creates its moment buffers lazily, so moving the model after this line is fine.
         self.optimizer = torch.optim.Adam(self.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
+        self._graphed_step: GraphedStep | None = None  # model.train_graph on a GPU, made on the first step
 
     @property
     def device(self) -> torch.device:
@@ -267,7 +271,16 @@ class WorldModel(nn.Module):
     def train_step(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """One Adam step on a chunk (tensors on the model's device) -> detached scalar metrics, incl. grad_norm."""
         self.train()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train_dtype == "bfloat16"):
+        if self.cfg.train_graph and self.device.type == "cuda":
+            if self._graphed_step is None:
+                self._graphed_step = GraphedStep(self._train_step, self.optimizer)
+            return self._graphed_step(batch)
+        return self._train_step(batch)
+
+    def _train_step(self, batch: Mapping[str, Tensor], capturing: bool = False) -> dict[str, Tensor]:
+        # Autocast's cache of bf16 weights cannot outlive a CUDA graph recording, so it is off then.
+        bf16 = self.cfg.train_dtype == "bfloat16"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16, cache_enabled=not capturing):
             total, metrics = self.loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -282,6 +295,10 @@ class WorldModel(nn.Module):
     def load_checkpoint_state(self, state: Mapping[str, Any]) -> None:
         self.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        # New optimizer tensors: a recorded training step would write to the old ones.
+        set_capturable(self.optimizer, False)
+        if self._graphed_step is not None:
+            self._graphed_step.reset()
 
     # ---- views for logging ----------------------------------------------------------------
 
