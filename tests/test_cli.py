@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from worldmodel.cli import build_parser, parse_with_overrides
+from worldmodel.cli import build_parser, parse_with_overrides, resolve_obs
 from worldmodel.logging import progress as progress_module
 from worldmodel.logging.progress import PhaseLine, progress
 
@@ -143,3 +143,11 @@ def test_the_config_keeps_its_action_repeat_while_its_env_stays(tmp_path):
     assert pixel_config("--config", str(custom), "env.image_size=64")[1] == 5
     assert pixel_config("--config", str(custom), "--env", "dmc:cheetah-run")[1] == 4
     assert pixel_config("--env", "dmc:finger-spin")[1] == 2  # the built-in default (null) follows the env too
+
+
+@pytest.mark.parametrize("sections,expected", [({"replay": {"capacity_mb": 64}}, "pixels"), ({}, "state")])
+def test_resume_without_obs_takes_the_runs_own_agent(tmp_path, sections, expected):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "env": {"id": "x"}, **sections}))
+    assert resolve_obs(parse("--resume", str(tmp_path))) == expected
+    assert resolve_obs(parse("--resume", str(tmp_path), "--obs", "state")) == "state"  # an explicit --obs wins
+    assert resolve_obs(parse()) == "state"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 
 import imageio.v3 as iio
 import numpy as np
@@ -136,6 +137,26 @@ def test_online_without_an_account_is_one_clear_error(offline, monkeypatch, tmp_
     with pytest.raises(UserError, match="wandb login") as info:
         Logger(tmp_path / "run", backend="wandb")
     assert "\n" not in str(info.value)
+
+
+def test_a_video_that_cannot_be_written_warns_once_and_the_run_goes_on(tmp_path, monkeypatch):
+    """Where imageio has no mp4 writer (no imageio-ffmpeg, as on a bare GPU machine) a run must not die
+    at its first video, hours in."""
+    from worldmodel.logging import logger as logger_module
+
+    def no_mp4_writer(path, frames, fps):
+        raise TypeError("TiffWriter.write() got an unexpected keyword argument 'fps'")
+
+    monkeypatch.setattr(logger_module, "write_mp4", no_mp4_writer)
+    with Logger(tmp_path / "run", backend="none") as logger:
+        with pytest.warns(UserWarning, match="cannot write videos"):
+            assert logger.video("openl", frames(), step=1) is None
+        with warnings.catch_warnings(record=True) as later:
+            warnings.simplefilter("always")
+            assert logger.video("openl", frames(), step=2) is None
+        assert not later  # one warning per run
+        logger.log({"AverageReturn": 1.0}, step=2)
+    assert read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]["AverageReturn"] == 1.0
 
 
 def test_figure_and_image_file_land_in_media(tmp_path):

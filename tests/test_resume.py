@@ -80,8 +80,10 @@ def train(spec: dict, logdir: Path) -> None:
 
 
 def resume(spec: dict, logdir: Path) -> None:
+    """``--resume LOGDIR`` alone: the run's own agent (--obs) is read from its config."""
     result = subprocess.run(
-        command(spec, "--resume", str(logdir)), cwd=REPO, env=environment(), capture_output=True, text=True, timeout=240
+        [sys.executable, str(AGENT), "--resume", str(logdir)],
+        cwd=REPO, env=environment(), capture_output=True, text=True, timeout=240,
     )
     assert result.returncode == 0, result.stderr[-3000:]
 

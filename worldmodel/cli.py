@@ -17,6 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
+from worldmodel.config import read_yaml
 from worldmodel.errors import exit_code
 
 OVERRIDE = re.compile(r"^[A-Za-z_][\w.\-]*=")  # key.sub=value
@@ -64,9 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--obs",
         choices=["state", "pixels"],
-        default="state",
         help="state: ensemble of MLPs on the simulator state with a known reward; "
-        "pixels: RSSM world model learned from 64x64 frames, CEM in latent space (default: state)",
+        "pixels: RSSM world model learned from 64x64 frames, CEM in latent space "
+        "(default: state, or with --resume the run's own)",
     )
     parser.add_argument(
         "--env",
@@ -105,6 +106,15 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
     return [f"{key}={value}" for key, value in pairs.items() if value is not None] + list(args.overrides)
 
 
+def resolve_obs(args: argparse.Namespace) -> str:
+    """--obs, else the resumed run's own agent (only pixel runs have a replay section), else state."""
+    if args.obs is not None:
+        return args.obs
+    if args.resume is not None and (args.resume / "config.yaml").is_file():
+        return "pixels" if "replay" in read_yaml(args.resume / "config.yaml") else "state"
+    return "state"
+
+
 def agent_spec(obs: str):
     """What the run loop needs to know about the ``state`` or the ``pixels`` agent (a ``RunSpec``)."""
     if obs == "state":
@@ -132,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         from worldmodel.logging.progress import set_quiet
 
         set_quiet(args.quiet)
-        runner.train(agent_spec(args.obs), args.config, flag_overrides(args), args.logdir, args.resume)
+        runner.train(agent_spec(resolve_obs(args)), args.config, flag_overrides(args), args.logdir, args.resume)
 
     return exit_code(run)
 

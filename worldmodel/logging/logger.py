@@ -24,6 +24,7 @@ import os
 import shutil
 import sys
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -91,6 +92,7 @@ class Logger:
         self.logdir = Path(logdir)
         self.media_dir = self.logdir / "media"
         self.media_dir.mkdir(parents=True, exist_ok=True)
+        self._video_failed = False  # warned once that videos cannot be written
         self.metrics_path = self.logdir / "metrics.jsonl"
         self._wandb = None
         self._wandb_step = -1  # the highest step given to wandb: it drops rows logged to earlier steps
@@ -196,10 +198,17 @@ class Logger:
         self._log_media(name, path, step, video=False)
         return path
 
-    def video(self, name: str, frames: np.ndarray, step: int, fps: int = 20) -> Path:
-        """Save (T, H, W, 3) uint8 frames as media/<name>_<step>.mp4 and log the file."""
+    def video(self, name: str, frames: np.ndarray, step: int, fps: int = 20) -> Path | None:
+        """Save (T, H, W, 3) uint8 frames as media/<name>_<step>.mp4 and log the file; None (and one
+        warning per run) where no mp4 can be written, e.g. without imageio-ffmpeg: a run never dies of it."""
         path = self._media_path(name, step, ".mp4")
-        write_mp4(path, frames, fps=fps)
+        try:
+            write_mp4(path, frames, fps=fps)
+        except Exception as err:  # noqa: BLE001 - imageio raises various types for a missing backend
+            if not self._video_failed:
+                warnings.warn(f"cannot write videos ({err!r}); the run goes on without them", stacklevel=2)
+            self._video_failed = True
+            return None
         self._log_media(name, path, step, video=True)
         return path
 
