@@ -130,7 +130,7 @@ def seeded_policy(model: WorldModel, seed: int) -> PixelPolicy:
 
 
 def test_compiled_planner_call_returns_the_eager_plan_for_the_same_generator():
-    """``model.plan_compile``: torch.compile of the whole planner call (here on the CPU; CUDA graphs on a GPU)
+    """``model.plan_compile``: torch.compile of the whole planner call on the CPU (a recorded CUDA graph on a GPU)
     plans the same as eager code from the same generator seed, sampled z included."""
     model = tiny_sampling_model()
 

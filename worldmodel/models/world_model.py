@@ -72,7 +72,7 @@ class WorldModelConfig:
     plan_sample: bool = False
     """Sample z from the prior while planning (PlaNet) instead of following its mean (deterministic returns)."""
     plan_compile: bool = False
-    """Compile each planner call (all CEM iterations) with torch.compile: CUDA graphs on a GPU. Needs no warm start."""
+    """Each planner call (all CEM iterations) as one CUDA graph on a GPU, torch.compile on a CPU. Needs no warm start."""
     train_dtype: Literal["float32", "bfloat16"] = "float32"
     """bfloat16: the training step's forward pass under bf16 autocast (weights, optimizer and loss sums stay fp32)."""
     train_graph: bool = False
