@@ -9,7 +9,8 @@ Figures, at the config's sizes (default: PlaNet's cartpole-swingup config):
                               in one batched call; medians over the rounds. On CUDA also plan_ms_*_graph: the same
                               call captured as one CUDA graph (bench_planner's helper), replayed with one launch.
   plan_gflops                 matmul GFLOP/s of the 8-env call (transition, GRU, prior, reward head)
-  peak_gflops                 square fp32 matmuls on the same device and threads (bench_planner's peak)
+  peak_gflops                 square fp32 matmuls on the same device and threads (bench_planner's peak; on CUDA
+                              with TF32, as the agent's matmuls run there)
   train_step_ms               one WorldModel.train_step on random frames, batch x chunk of the config (with
                               model.train_graph on CUDA: the replayed graph, timed after it is recorded)
   env_fps_1, env_fps_8        frames (agent steps, action repeat and render included) per second: 1 env in this
@@ -225,7 +226,7 @@ def describe(r: dict, threads: int) -> str:
                  f"{r.get('plan_ms_8env_graph', float('nan')):.1f} ms ({MANY_ENVS} envs)")
     return (
         f"device {r['device']}, {threads} threads, config {r['config']}\n"
-        f"fp32 matmul peak: {r['peak_gflops']:.1f} GFLOP/s\n"
+        f"fp32 matmul peak: {r['peak_gflops']:.1f} GFLOP/s{' (TF32 tensor cores)' if r['device'] == 'cuda' else ''}\n"
         f"latent CEM per planner call: {r['plan_ms_1env']:.1f} ms (1 env), {r['plan_ms_8env']:.1f} ms "
         f"({MANY_ENVS} envs, {r['plan_gflops']:.1f} GFLOP/s = {100 * r['plan_gflops'] / r['peak_gflops']:.0f}% of peak)"
         f"{graph}\n"
