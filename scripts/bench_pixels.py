@@ -103,7 +103,7 @@ def bench_model(cfg, action_size: int, obs_shape: tuple[int, ...], device: torch
     }
     if device.type == "cuda":
         for name in ("plan_1", "plan_8"):
-            graphed = bench_planner.cuda_graphed(contenders[name], device)
+            graphed = bench_planner.cuda_graphed(contenders[name])
             if graphed is not None:
                 contenders[f"{name}_graph"] = graphed
     if training_model.cfg.train_graph and device.type == "cuda":

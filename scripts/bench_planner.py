@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a fresh
 
 from worldmodel.agents.common import resolve_device  # noqa: E402
 from worldmodel.cpu import keep_freed_memory  # noqa: E402
+from worldmodel.cuda_graphs import on_side_stream, record_graph  # noqa: E402
 from worldmodel.envs.rewards import RewardFn, half_cheetah_reward  # noqa: E402
 from worldmodel.errors import UserError  # noqa: E402
 from worldmodel.models.dynamics import DynamicsEnsemble, EnsembleConfig  # noqa: E402
@@ -97,23 +98,17 @@ def run_rounds(contenders: dict[str, Callable[[], object]], repeats: int, device
     return timings
 
 
-def cuda_graphed(fn: Callable[[], object], device: torch.device) -> Callable[[], object] | None:
+def cuda_graphed(fn: Callable[[], object]) -> Callable[[], object] | None:
     """``fn`` captured as one CUDA graph, replayed with a single launch; None where capture fails.
 
     At B=1 the eager planner on a GPU is bound by ~1000 small kernel launches per plan, not by
     flops; the graph removes that overhead. Each replay draws fresh noise (PyTorch's CUDA RNG is
     graph-safe) and rewrites the same output tensors.
     """
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        for _ in range(3):  # warm up outside the graph: cuBLAS handles, the caching allocator
-            fn()
-    torch.cuda.current_stream(device).wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
+    for _ in range(3):  # warm up outside the graph: cuBLAS handles, the caching allocator
+        on_side_stream(fn)
     try:
-        with torch.cuda.graph(graph):
-            fn()
+        graph, _ = record_graph(fn)
     except RuntimeError as err:
         print(f"note: the planner cannot be captured as a CUDA graph ({str(err).splitlines()[0]}); eager only")
         return None
@@ -243,7 +238,7 @@ def bench_state(device: torch.device, repeats: int, num_envs: int) -> dict:
         "peak": peak_run,
         **kernel_contenders(mlp, STATE_PLANNER.candidates * num_envs, device),
     }
-    graphed = cuda_graphed(contenders["planner"], device) if device.type == "cuda" else None
+    graphed = cuda_graphed(contenders["planner"]) if device.type == "cuda" else None
     if graphed is not None:
         contenders["planner_graph"] = graphed
     timings = run_rounds(contenders, repeats, device)
@@ -340,7 +335,7 @@ def bench_latent(device: torch.device, repeats: int, num_envs: int) -> dict:
 
     peak_run, peak_flops = peak_matmul(device)
     contenders = {"planner": lambda: planner.plan(objective, batch_size=num_envs), "peak": peak_run}
-    graphed = cuda_graphed(contenders["planner"], device) if device.type == "cuda" else None
+    graphed = cuda_graphed(contenders["planner"]) if device.type == "cuda" else None
     if graphed is not None:
         contenders["planner_graph"] = graphed
     timings = run_rounds(contenders, repeats, device)

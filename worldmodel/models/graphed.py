@@ -19,7 +19,10 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor
 
+from worldmodel.cuda_graphs import on_side_stream, record_graph
+
 WARMUP_STEPS = 3
+
 
 class GraphedStep:
     """``step(batch, capturing=False)`` -> detached scalar metrics; ``capturing`` is True while it is recorded."""
@@ -42,26 +45,17 @@ class GraphedStep:
             return self.step(batch)
         if self.graph is None and self.eager_steps < WARMUP_STEPS:
             self.eager_steps += 1
-            return self._on_side_stream(batch)
+            return on_side_stream(lambda: self.step(batch))
         if self.graph is None and not self._record(batch):
             return self.step(batch)
-        shapes = {key: value.shape for key, value in self.inputs.items()}
-        if {key: value.shape for key, value in batch.items()} != shapes:
-            raise ValueError(f"a graphed training step needs the same batch shapes every call: {shapes}")
         for key, value in batch.items():
+            if value.shape != self.inputs[key].shape:
+                raise ValueError(f"a graphed training step needs the same batch shapes every call: {key} was "
+                                 f"{tuple(self.inputs[key].shape)}, now {tuple(value.shape)}")
             self.inputs[key].copy_(value)
         self.graph.replay()
         # Copies: the next replay overwrites the graph's outputs, and callers keep the metrics of many steps.
         return {key: value.clone() for key, value in self.outputs.items()}
-
-    def _on_side_stream(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Warm-up steps run on a side stream, as CUDA graph capture wants them."""
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            metrics = self.step(batch)
-        torch.cuda.current_stream().wait_stream(side)
-        return metrics
 
     def _record(self, batch: Mapping[str, Tensor]) -> bool:
         """Record the step into a graph (nothing runs yet); False, with a warning, where that fails."""
@@ -69,10 +63,8 @@ class GraphedStep:
         set_capturable(self.optimizer, True)
         # Gradients created inside the capture live in the graph's memory pool; every replay rewrites them.
         self.optimizer.zero_grad(set_to_none=True)
-        graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(graph):
-                self.outputs = self.step(self.inputs, capturing=True)
+            graph, self.outputs = record_graph(lambda: self.step(self.inputs, capturing=True))
         except Exception as err:  # noqa: BLE001 - any capture failure: train eagerly instead
             warnings.warn(f"model.train_graph: recording the training step failed, training eagerly ({err!r})",
                           stacklevel=3)

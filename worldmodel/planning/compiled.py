@@ -20,6 +20,8 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
+from worldmodel.cuda_graphs import record_graph
+
 PlanCall = Callable[[Tensor, Tensor], Tensor]
 """h (B, D), z (B, S) -> plan (B, L, A)."""
 
@@ -78,15 +80,5 @@ def cuda_graph_call(fn: PlanCall, generators: Sequence[torch.Generator] = ()) ->
 def record(fn: PlanCall, h: Tensor, z: Tensor, generators: Sequence[torch.Generator]):
     """-> (graph, its h and z inputs, its plan output); nothing of the recorded call runs yet."""
     h_in, z_in = h.clone(), z.clone()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up outside the graph: cuBLAS handles, the caching allocator
-        for _ in range(2):
-            fn(h_in, z_in)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    for generator in generators:
-        graph.register_generator_state(generator)
-    with torch.cuda.graph(graph):
-        plan = fn(h_in, z_in)
+    graph, plan = record_graph(lambda: fn(h_in, z_in), warmups=2, generators=generators)
     return graph, h_in, z_in, plan
