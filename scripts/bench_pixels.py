@@ -178,7 +178,7 @@ def bench_e2e(cfg, episode_steps: int, full_steps: int, overrides: list[str], co
         bench_planner.synchronize(run.device)
         seconds = time.perf_counter() - started
     finally:
-        run.envs.close()
+        run.close()
     return {
         "e2e_env_steps_per_s": (run.env_steps - steps_before) / seconds,
         "e2e_seconds": seconds,

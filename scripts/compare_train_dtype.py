@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         pixel_agent.warm_up(run)
     finally:
-        run.envs.close()
+        run.close()
     results = train_curves(run, args.steps, args.window, cfg.seed)
     fp32, bf16 = (results[d]["curves"]["total_loss"] for d in DTYPES)
     gap = max(abs(b - f) / abs(f) for f, b in zip(fp32, bf16))

@@ -267,6 +267,28 @@ def test_two_envs_in_workers_train_and_resume(tmp_path):
     assert "AverageReturn" in rows[1]
 
 
+def test_evaluation_plays_its_episodes_in_its_own_batch_of_envs():
+    """train.eval_envs: evaluation plans for its own batch of worker envs in one call per step (the
+    collection env stays single), and closing the run ends those workers."""
+    from worldmodel.agents.pixel_agent import PixelAgentConfig, evaluate, prepare
+    from worldmodel.config import load_config
+
+    overrides = ["train.eval_envs=3", "train.eval_episodes=3", "env.max_episode_steps=6", "logger=none"]
+    run = prepare(load_config(PixelAgentConfig, SMOKE, overrides), None)
+    try:
+        batch_sizes = []
+        act = run.policy.act
+        run.policy.act = lambda obs, explore=False: (batch_sizes.append(len(obs)), act(obs, explore))[1]
+        score, frames = evaluate(run)
+        assert np.isfinite(score) and frames.shape == (7, 3, 64, 64) and frames.dtype == np.uint8
+        assert batch_sizes == [3] * 6  # 3 episodes, 6 steps each, one planner call per step
+        assert run.envs.num_envs == 1 and run.eval_envs.num_envs == 3
+        workers = run.eval_envs._procs
+    finally:
+        run.close()
+    assert all(proc.poll() is not None for proc in workers)
+
+
 def test_trim_metrics_drops_rows_past_the_checkpoint(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(json.dumps({"episode": e}) + "\n" for e in (2, 3, 4)) + '{"episode": 5, "rec')

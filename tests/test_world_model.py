@@ -87,6 +87,48 @@ def test_subpixel_transposed_conv_gives_torchs_values_and_gradients(cin: int, co
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)
 
 
+def test_decoder_under_bf16_autocast_follows_the_fp32_decoder_and_gives_fp32_gradients() -> None:
+    """Under CPU autocast the decoder's layers run in bf16 (the sub-pixel path included, biases added
+    after the convolution); its frames stay within bf16's precision of the fp32 ones."""
+    torch.manual_seed(0)
+    decoder = ConvDecoder(belief_size=12, state_size=5, depth=4, image_shape=(3, 64, 64))
+    h, z = torch.randn(6, 12), torch.randn(6, 5)
+    expected = decoder(h, z)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = decoder(h, z)
+    assert got.dtype == torch.bfloat16 and got.shape == expected.shape
+    assert (got.float() - expected).abs().max() < 0.05 * expected.abs().max()
+    got.float().square().sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in decoder.parameters())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_squared_error_sum_gives_the_plain_loss_and_its_gradient(dtype: torch.dtype) -> None:
+    from worldmodel.models.world_model import SquaredErrorSum
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 3, 8, 8).to(dtype).requires_grad_()
+    y = torch.rand(2, 3, 3, 8, 8) - 0.5
+    expected = (x.float() - y).pow(2).sum(dim=(-3, -2, -1)).mean()
+    (expected_grad,) = torch.autograd.grad(expected, x)
+    got = SquaredErrorSum.apply(x, y, 1.0 / 6)
+    (got_grad,) = torch.autograd.grad(got, x)
+    assert got.dtype == torch.float32 and got_grad.dtype == dtype
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(got_grad, expected_grad)
+
+
+def test_train_dtype_auto_means_bf16_only_where_bf16_is_fast(monkeypatch) -> None:
+    from worldmodel.models import world_model
+
+    cpu = torch.device("cpu")
+    assert world_model.trains_in_bf16("bfloat16", cpu) and not world_model.trains_in_bf16("float32", cpu)
+    for native in (True, False):
+        monkeypatch.setattr(world_model, "has_native_bf16", lambda: native)
+        assert world_model.trains_in_bf16("auto", cpu) is native
+    assert not world_model.trains_in_bf16("auto", torch.device("meta"))
+
+
 def test_planet_sizes_give_a_1024_embedding_without_projection() -> None:
     encoder = ConvEncoder(image_shape=(3, 64, 64), depth=32, embedding_size=1024)
     assert isinstance(encoder.project, torch.nn.Identity)

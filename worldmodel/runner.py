@@ -145,6 +145,10 @@ class RunState:
     def load_payload(self, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Close the envs (worker processes, renderers)."""
+        self.envs.close()
+
     def state_dict(self) -> dict[str, Any]:
         counters = {name: getattr(self, name) for name in self.counters}
         return {**self.payload(), "counters": counters, "rng": rng_state(self.rng, self.generator)}
@@ -235,5 +239,5 @@ def train(
         with Logger(logdir, backend=cfg.logger, wandb_cfg=cfg.wandb, config=to_dict(cfg), resume=resumed) as logger:
             train_loop(spec, run, logger, logdir)
     finally:
-        run.envs.close()
+        run.close()
     return logdir

@@ -45,6 +45,7 @@ from worldmodel.planning.cem import CEMPlanner, PlannerConfig
 from worldmodel.runner import CHECKPOINT_NAME, crossed
 
 HELDOUT_SEED_OFFSET = 10_007  # the held-out chunks are drawn from their own, fixed stream
+EVAL_SEED_OFFSET = 500_009  # evaluation's own envs (train.eval_envs) are seeded apart from the collection envs
 OPENL_CONTEXT = 5  # frames filtered by the posterior before the open-loop prior takes over
 MEDIA_SEQUENCES = 4  # sequences side by side in the open-loop video
 RECON_FRAMES = 8  # frames in the reconstruction grid
@@ -68,7 +69,9 @@ class PixelTrainConfig:
     eval_every: int = 5
     """Evaluate (planner, no noise) every this many training episodes, and after the last."""
     eval_episodes: int = 3
-    """Episodes per evaluation (run num_envs at a time)."""
+    """Episodes per evaluation (run num_envs at a time, or eval_envs at a time)."""
+    eval_envs: int | None = None
+    """Envs of evaluation's own batch, planned for in one call (e.g. eval_episodes); None: the collection envs."""
     heldout_episodes: int = 1
     """Random-action episodes kept out of training; reconstruction loss on them is heldout_recon_loss (0: off)."""
     heldout_chunks: int = 16
@@ -86,6 +89,10 @@ class PixelTrainConfig:
         check(self.seed_episodes >= 1, f"train.seed_episodes must be >= 1, got {self.seed_episodes}")
         check(self.heldout_episodes >= 0, f"train.heldout_episodes must be >= 0, got {self.heldout_episodes}")
         check(self.chunk_length >= 2, f"train.chunk_length must be >= 2, got {self.chunk_length}")
+        check(
+            self.eval_envs is None or self.eval_envs >= 1,
+            f"train.eval_envs must be >= 1 (or null for the collection envs), got {self.eval_envs}",
+        )
         check(self.exploration_noise >= 0, f"train.exploration_noise must be >= 0, got {self.exploration_noise}")
         check(
             self.episodes > self.seed_episodes,
@@ -161,6 +168,12 @@ class PixelRun(runner.RunState):
         self.episode = 0  # training episodes collected (seed ones included)
         self.env_steps = 0  # environment steps of training episodes, action repeat included
         self.train_steps = 0  # gradient steps
+        self.eval_envs: PixelEnvs | None = None  # evaluation's own batch (train.eval_envs), made when first used
+
+    def close(self) -> None:
+        super().close()
+        if self.eval_envs is not None:
+            self.eval_envs.close()
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -220,13 +233,25 @@ def collect(run: PixelRun) -> Episodes:
     return episodes
 
 
+def evaluation_envs(run: PixelRun) -> PixelEnvs:
+    """The envs evaluation plays in: the collection envs, or its own batch of ``train.eval_envs``."""
+    count = run.cfg.train.eval_envs
+    if count is None or count == run.envs.num_envs:
+        return run.envs
+    if run.eval_envs is None:
+        seed = run.cfg.seed + EVAL_SEED_OFFSET + 1000 * run.episode  # a resumed run's are seeded anew
+        run.eval_envs = make_pixel_envs(dataclasses.replace(run.cfg.env, num_envs=count), seed=seed)
+    return run.eval_envs
+
+
 def evaluate(run: PixelRun) -> tuple[float, np.ndarray]:
     """Planner without noise on ``eval_episodes`` episodes -> (mean return, frames of the first (T, C, H, W))."""
     returns: list[float] = []
     first_frames = None
+    envs = evaluation_envs(run)
     while len(returns) < run.cfg.train.eval_episodes:
         run.policy.reset()
-        episodes = run_episodes(run.envs, lambda obs: run.policy.act(obs, explore=False), desc="evaluate")
+        episodes = run_episodes(envs, lambda obs: run.policy.act(obs, explore=False), desc="evaluate")
         returns.extend(episodes.returns.tolist())
         if first_frames is None:
             first_frames = np.stack(episodes.obs[0])
