@@ -45,7 +45,7 @@ from worldmodel.agents import pixel_agent  # noqa: E402
 from worldmodel.agents.common import resolve_device  # noqa: E402
 from worldmodel.cli import parse_with_overrides  # noqa: E402
 from worldmodel.config import load_config  # noqa: E402
-from worldmodel.cpu import keep_freed_memory  # noqa: E402
+from worldmodel.cpu import tune_cpu  # noqa: E402
 from worldmodel.envs.pixels import PixelEnvs, make_pixel_envs  # noqa: E402
 from worldmodel.errors import UserError  # noqa: E402
 from worldmodel.models.graphed import WARMUP_STEPS  # noqa: E402
@@ -240,7 +240,7 @@ def describe(r: dict, threads: int) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    keep_freed_memory()  # as the run loop does (worldmodel/cpu.py)
+    tune_cpu()  # as the run loop does (worldmodel/cpu.py)
     try:
         device = resolve_device(args.device)
         overrides = list(args.overrides) + [f"device={device.type}"]

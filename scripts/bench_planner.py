@@ -39,7 +39,7 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a fresh clone without installing
 
 from worldmodel.agents.common import resolve_device  # noqa: E402
-from worldmodel.cpu import keep_freed_memory  # noqa: E402
+from worldmodel.cpu import tune_cpu  # noqa: E402
 from worldmodel.cuda_graphs import on_side_stream, record_graph  # noqa: E402
 from worldmodel.envs.rewards import RewardFn, half_cheetah_reward  # noqa: E402
 from worldmodel.errors import UserError  # noqa: E402
@@ -396,7 +396,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    keep_freed_memory()  # as the run loop does (worldmodel/cpu.py)
+    tune_cpu()  # as the run loop does (worldmodel/cpu.py)
     try:
         device = resolve_device(args.device)
     except UserError as err:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from worldmodel.agents import pixel_agent  # noqa: E402
 from worldmodel.cli import parse_with_overrides  # noqa: E402
 from worldmodel.config import load_config  # noqa: E402
-from worldmodel.cpu import keep_freed_memory  # noqa: E402
+from worldmodel.cpu import tune_cpu  # noqa: E402
 from worldmodel.errors import UserError  # noqa: E402
 from worldmodel.models.world_model import batch_to_torch  # noqa: E402
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_with_overrides(parser, argv)
     if args.steps < 1 or args.window < 1:
         parser.error("--steps and --window must be >= 1")
-    keep_freed_memory()
+    tune_cpu()  # as the run loop does
     try:
         cfg = load_config(pixel_agent.PixelAgentConfig, args.config, list(args.overrides) + ["logger=none"])
         run = pixel_agent.prepare(cfg, None)

@@ -432,3 +432,17 @@ def test_tiny_world_model_overfits_real_frames() -> None:
     first, last = np.mean(losses[:5]), np.mean(losses[-5:])
     assert last < 0.25 * first, (first, last)  # about 550 -> 60 at this seed
     assert model.reconstruct(batch).shape == (2, 6, 3, 64, 64)
+
+
+def test_tune_cpu_flushes_denormals_to_zero() -> None:
+    from worldmodel.cpu import tune_cpu
+
+    torch.set_flush_denormal(False)  # an earlier test in this process may have trained, and tuned the CPU
+    tiny = torch.tensor([1e-39])  # a denormal float32
+    assert tiny.item() > 0.0
+    try:
+        tune_cpu()
+        assert (tiny * 1.0).item() == 0.0
+    finally:
+        torch.set_flush_denormal(False)
+    assert (tiny * 1.0).item() > 0.0

@@ -31,7 +31,7 @@ import torch
 
 from worldmodel.checkpoint import load_checkpoint, save_checkpoint
 from worldmodel.config import load_config, save_config, to_dict
-from worldmodel.cpu import keep_freed_memory
+from worldmodel.cpu import tune_cpu
 from worldmodel.errors import UserError
 from worldmodel.logging.logger import Logger
 
@@ -63,6 +63,8 @@ class RunSpec:
     """run -> the first line a run prints, e.g. "state agent: HalfCheetah-v5 x4 on cpu"."""
     checkpoint_after_warm_up: bool = False
     """Save a checkpoint as soon as the warm-up data is collected (worth it when that takes long)."""
+    unit: str = "iterations"
+    """What ``progress`` counts, for the time-left lines."""
 
 
 # ---- run folders and configs ----------------------------------------------------------------
@@ -197,11 +199,16 @@ def train_loop(spec: RunSpec, run: Any, logger: Logger, logdir: Path) -> None:
             run.elapsed += time.perf_counter() - started
             if spec.checkpoint_after_warm_up:
                 save(spec, run, logdir)
+        first, loop_started = spec.progress(run), time.perf_counter()
         while spec.progress(run) < length:
             before = spec.progress(run)
             spec.iterate(run, logger, logdir)
             if crossed(before, spec.progress(run), every) and spec.progress(run) < length:
                 save(spec, run, logdir)
+            # After the first iteration and every tenth of the run: a config too large for this machine
+            # (a GPU config on a CPU) says so in its first minutes, not hours later.
+            if before == first or crossed(before, spec.progress(run), max(1, length // 10)):
+                print(time_left_line(spec, run, first, time.perf_counter() - loop_started), flush=True)
     except KeyboardInterrupt:
         # Data reaches the run whole and counters move after it, so this state is consistent.
         with further_interrupts_ignored():
@@ -209,6 +216,19 @@ def train_loop(spec: RunSpec, run: Any, logger: Logger, logdir: Path) -> None:
             print(f"interrupted: checkpoint saved; continue with --resume {logdir}", flush=True)
         raise
     save(spec, run, logdir)
+
+
+def time_left_line(spec: RunSpec, run: Any, first: int, seconds: float) -> str:
+    """"progress: 13/100 episodes in 3.2 min, about 21 min left" at this session's pace so far."""
+    done, length = spec.progress(run), spec.length(run.cfg)
+    left = seconds / max(done - first, 1) * (length - done)
+    return f"progress: {done}/{length} {spec.unit} in {duration(seconds)}, about {duration(left)} left"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
 
 
 def train(
@@ -220,7 +240,7 @@ def train(
 ) -> Path:
     """Train one run (or continue it with ``resume``); validate everything before the run folder is
     created. Returns the run folder."""
-    keep_freed_memory()  # faster CPU tensor code; see worldmodel/cpu.py
+    tune_cpu()  # faster CPU tensor code; see worldmodel/cpu.py
     resume = Path(resume) if resume is not None else None
     cfg = load_run_config(spec.config_class, config_path, list(overrides), resume)
     check_resume_target(logdir, resume)

@@ -376,6 +376,7 @@ PIXEL_SPEC = runner.RunSpec(
     trim_metrics=trim_metrics,
     describe=lambda run: f"pixel agent: {run.cfg.env.id} (action repeat {run.envs.action_repeat}) on {run.device}",
     checkpoint_after_warm_up=True,  # seed episodes of 1000 frames take long
+    unit="episodes",
 )
 
 

@@ -13,6 +13,7 @@ obs uint8 (B, T, C, H, W), action float32 (B, T, A), reward float32 (B, T), is_f
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
@@ -103,8 +104,14 @@ def trains_in_bf16(train_dtype: str, device: torch.device) -> bool:
     if train_dtype != "auto":
         return train_dtype == "bfloat16"
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return cuda_has_bf16()
     return device.type == "cpu" and has_native_bf16()
+
+
+@functools.cache
+def cuda_has_bf16() -> bool:
+    """Asked once: the training step may be being recorded as a CUDA graph when this is needed."""
+    return torch.cuda.is_bf16_supported()
 
 
 class SquaredErrorSum(torch.autograd.Function):
@@ -277,12 +284,16 @@ class WorldModel(nn.Module):
         ``free_nats``, mean over (B, T).
         """
         obs = self.preprocess(batch["obs"])  # (B, T, C, H, W)
-        embed = self.encode(obs)  # (B, T, E)
-        states, priors, posts = self.observe(embed, batch["action"], batch["is_first"])  # (B, T)
+        embed = self.encode(obs).float()  # (B, T, E)
+        # The RSSM and the reward head in fp32 even under autocast: their matmuls are too small to gain from
+        # bf16, and their 25 sequential steps would pay a cast per layer and step.
+        with torch.autocast(self.device.type, enabled=False):
+            states, priors, posts = self.observe(embed, batch["action"], batch["is_first"])  # (B, T)
+            reward = self.reward(states.h, states.z)  # (B, T)
         recon = self.decode(states.h, states.z)  # (B, T, C, H, W)
         # The loss terms in fp32 whatever the autocast dtype of the layers that made them.
         recon_loss = SquaredErrorSum.apply(recon, obs, 1.0 / obs.shape[:-3].numel())  # sum over pixels, mean (B, T)
-        reward_loss = (self.reward(states.h, states.z).float() - batch["reward"]).pow(2).mean()
+        reward_loss = (reward - batch["reward"]).pow(2).mean()
         priors, posts = priors.map(Tensor.float), posts.map(Tensor.float)
         kl = kl_divergence(posts, priors)  # (B, T)
         kl_loss = free_nats_kl(kl, self.cfg.free_nats)
