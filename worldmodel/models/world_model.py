@@ -76,8 +76,9 @@ class WorldModelConfig:
     plan_compile: bool = False
     """Each planner call (all CEM iterations) as one CUDA graph on a GPU, torch.compile on a CPU. Needs no warm start."""
     train_dtype: Literal["float32", "bfloat16", "auto"] = "auto"
-    """bfloat16: the training step's forward pass under bf16 autocast (weights, optimizer and loss sums stay fp32);
-    auto: bfloat16 on a GPU that supports it and on a CPU with bf16 instructions (avx512_bf16, AMX), else float32."""
+    """bfloat16: the encoder and decoder under bf16 autocast in the training step (weights, the RSSM, the loss sums
+    and Adam stay fp32); auto: bfloat16 on a GPU that supports it and on a CPU with bf16 instructions (avx512_bf16,
+    AMX), else float32."""
     train_graph: bool = False
     """On a GPU, replay the whole training step as one CUDA graph after 3 eager steps (no effect on a CPU)."""
 
