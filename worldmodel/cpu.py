@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import functools
 import sys
-from pathlib import Path
 
 import torch
 
@@ -68,16 +66,8 @@ def keep_freed_memory() -> bool:
 
 # ---- bf16 ------------------------------------------------------------------------------------------------
 
-NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-"""CPU flags (Linux /proc/cpuinfo) of bf16 dot-product instructions. With them oneDNN's bf16 convolutions run at
-about twice the fp32 rate (this project's CPU: 470 against 230 GFLOP/s); without them it emulates bf16, slowly."""
-
-
-@functools.cache
 def has_native_bf16() -> bool:
-    """Does this CPU have bf16 dot-product instructions? False where that cannot be read (not Linux)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
+    """Does this CPU have bf16 dot-product instructions (avx512_bf16, or AMX)? With them oneDNN's bf16
+    convolutions run at about twice the fp32 rate (this project's CPU: 470 against 230 GFLOP/s); without them
+    it emulates bf16, slowly. torch's own CPU feature checks, the ones inductor uses."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()

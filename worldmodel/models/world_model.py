@@ -291,11 +291,10 @@ class WorldModel(nn.Module):
         with torch.autocast(self.device.type, enabled=False):
             states, priors, posts = self.observe(embed, batch["action"], batch["is_first"])  # (B, T)
             reward = self.reward(states.h, states.z)  # (B, T)
-        recon = self.decode(states.h, states.z)  # (B, T, C, H, W)
-        # The loss terms in fp32 whatever the autocast dtype of the layers that made them.
+        recon = self.decode(states.h, states.z)  # (B, T, C, H, W), bf16 under autocast
+        # Every loss term in fp32: the image loss takes the decoder's dtype and sums in fp32.
         recon_loss = SquaredErrorSum.apply(recon, obs, 1.0 / obs.shape[:-3].numel())  # sum over pixels, mean (B, T)
         reward_loss = (reward - batch["reward"]).pow(2).mean()
-        priors, posts = priors.map(Tensor.float), posts.map(Tensor.float)
         kl = kl_divergence(posts, priors)  # (B, T)
         kl_loss = free_nats_kl(kl, self.cfg.free_nats)
         total = recon_loss + self.cfg.reward_scale * reward_loss + self.cfg.kl_scale * kl_loss
