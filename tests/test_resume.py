@@ -206,7 +206,7 @@ def test_the_loop_says_how_long_is_left_after_the_first_iteration_and_every_tent
     from worldmodel import runner
 
     clock = iter(range(0, 10_000, 30))  # every perf_counter call is 30 s later
-    monkeypatch.setattr(runner.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(runner, "clock", lambda: next(clock))
     monkeypatch.setattr(runner, "save", lambda spec, run, logdir: None)
 
     class Run:
