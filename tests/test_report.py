@@ -80,3 +80,12 @@ def test_csv_holds_the_curves_by_env_steps(tmp_path):
     assert first.split(",")[1:] == ["10", "10000", "2", "100.0000", "0.0000"]
     assert second.split(",")[1:] == ["20", "20000", "2", "201.5000", "0.5000"]
     assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_outputs_in_new_folders_are_written(tmp_path):
+    """--out, --json and --csv may name folders that do not exist yet: they are made."""
+    runs = [fake_run(tmp_path / f"cem{seed}", "cem", seed, [5.0, 30.0 + seed]) for seed in (1, 2)]
+    out, json_out, csv_out = tmp_path / "a" / "report.md", tmp_path / "b" / "r.json", tmp_path / "c" / "c.csv"
+    args = [str(r) for r in runs] + ["--out", str(out), "--json", str(json_out), "--csv", str(csv_out)]
+    assert load_report().main(args) == 0
+    assert out.is_file() and out.with_suffix(".png").is_file() and json_out.is_file() and csv_out.is_file()
