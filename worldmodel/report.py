@@ -170,9 +170,8 @@ def write_report(
     groups = group_runs([load_run(Path(logdir)) for logdir in logdirs])
     table = markdown_table(groups)
     plot = plot or out.with_suffix(".png")
-    for path in (out, plot, json_out, csv_out):  # a new report folder is made, as a run folder is
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+    for path in filter(None, (out, plot, json_out, csv_out)):  # a new report folder is made, as a run folder is
+        path.parent.mkdir(parents=True, exist_ok=True)
     plot_returns(groups, plot)
     out.write_text(f"# Final AverageReturn per config\n\n{table}\n![AverageReturn per iteration]({plot.name})\n")
     report = {"rows": summary_rows(groups), "curves": curves(groups)}
