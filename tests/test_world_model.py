@@ -149,6 +149,8 @@ def test_config_rejects_bad_sizes() -> None:
         WorldModelConfig(state_size=0)
     with pytest.raises(ConfigError, match="bit_depth must be between 1 and 8"):
         WorldModelConfig(bit_depth=9)
+    with pytest.raises(ConfigError, match="model.lr_warmup must be >= 0"):
+        WorldModelConfig(lr_warmup=-1)
 
 
 # ---- RSSM ------------------------------------------------------------------------------------
@@ -275,6 +277,22 @@ def test_checkpoint_state_round_trip_includes_the_optimizer() -> None:
     torch.testing.assert_close(a["total_loss"], b["total_loss"])
     for p, q in zip(model.parameters(), restored.parameters()):
         torch.testing.assert_close(p, q)
+
+
+def test_learning_rate_warms_up_linearly_and_resumes_mid_ramp() -> None:
+    model = tiny_model(lr_warmup=4, learning_rate=1e-3)
+    batch = random_batch(2, 3)
+    lrs = []
+    for _ in range(2):
+        model.train_step(batch)
+        lrs.append(model.optimizer.param_groups[0]["lr"])
+    restored = tiny_model(lr_warmup=4, learning_rate=1e-3)
+    restored.load_checkpoint_state(model.checkpoint_state())
+    assert restored.updates == 2
+    for _ in range(4):
+        restored.train_step(batch)
+        lrs.append(restored.optimizer.param_groups[0]["lr"])
+    assert lrs == pytest.approx([0.25e-3, 0.5e-3, 0.75e-3, 1e-3, 1e-3, 1e-3])
 
 
 def test_a_checkpoint_of_a_graphed_gpu_run_trains_on_a_cpu() -> None:

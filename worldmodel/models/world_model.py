@@ -67,6 +67,9 @@ class WorldModelConfig:
     """Adam learning rate (PlaNet: 1e-3)."""
     adam_eps: float = 1e-4
     """Adam epsilon (PlaNet: 1e-4)."""
+    lr_warmup: int = 0
+    """Raise the learning rate linearly over this many first gradient steps; 0: none. (The camera-ready PlaNet
+    ramped it over 10,000 samples: 200 steps of batch 50.)"""
     grad_clip: float = 1000.0
     """Clip the gradient's global norm to this."""
     bit_depth: int = 5
@@ -92,6 +95,7 @@ class WorldModelConfig:
         check(self.reward_scale >= 0, f"model.reward_scale must be >= 0, got {self.reward_scale}")
         check(self.learning_rate > 0, f"model.learning_rate must be > 0, got {self.learning_rate}")
         check(self.adam_eps > 0, f"model.adam_eps must be > 0, got {self.adam_eps}")
+        check(self.lr_warmup >= 0, f"model.lr_warmup must be >= 0, got {self.lr_warmup}")
         check(self.grad_clip > 0, f"model.grad_clip must be > 0, got {self.grad_clip}")
         check(1 <= self.bit_depth <= 8, f"model.bit_depth must be between 1 and 8, got {self.bit_depth}")
         check(
@@ -187,6 +191,7 @@ class WorldModel(nn.Module):
         # and creates its moment buffers lazily, so moving the model after this line is fine.
         self.optimizer = torch.optim.Adam(self.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
         self._graphed_step: GraphedStep | None = None  # model.train_graph on a GPU, made on the first step
+        self.updates = 0  # Adam steps taken (the learning-rate warm-up's clock; restored with the optimizer)
 
     @property
     def device(self) -> torch.device:
@@ -312,11 +317,23 @@ class WorldModel(nn.Module):
     def train_step(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """One Adam step on a chunk (tensors on the model's device) -> detached scalar metrics, incl. grad_norm."""
         self.train()
-        if self.cfg.train_graph and self.device.type == "cuda":
+        warming_up = self._set_warm_up_lr()
+        self.updates += 1
+        # A recorded graph keeps the learning rate it was recorded with, so it waits for the warm-up's end.
+        if self.cfg.train_graph and self.device.type == "cuda" and not warming_up:
             if self._graphed_step is None:
                 self._graphed_step = GraphedStep(self._train_step, self.optimizer)
             return self._graphed_step(batch)
         return self._train_step(batch)
+
+    def _set_warm_up_lr(self) -> bool:
+        """The next step's learning rate on ``model.lr_warmup``'s linear ramp; True while it ramps."""
+        warmup = self.cfg.lr_warmup
+        if self.updates >= warmup:
+            return False
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg.learning_rate * (self.updates + 1) / warmup
+        return True
 
     def _train_step(self, batch: Mapping[str, Tensor], capturing: bool = False) -> dict[str, Tensor]:
         # Autocast's cache of bf16 weights cannot outlive a CUDA graph recording, so it is off then.
@@ -336,6 +353,8 @@ class WorldModel(nn.Module):
     def load_checkpoint_state(self, state: Mapping[str, Any]) -> None:
         self.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        adam_state = next(iter(self.optimizer.state.values()), {})
+        self.updates = int(adam_state["step"]) if "step" in adam_state else 0
         # New optimizer tensors: a recorded training step would write to the old ones.
         set_capturable(self.optimizer, False)
         if self._graphed_step is not None:
