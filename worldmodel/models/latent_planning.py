@@ -155,8 +155,7 @@ def imagined_returns(
     z = repeat(state.z, "b s -> (b n) s", n=N)  # (B*N, S)
     steps = rearrange(actions, "b n l a -> l (b n) a")  # (L, B*N, A)
     rollout = _rollout_returns if actions.device.type == "cpu" else _rollout_returns_stacked
-    returns = torch.cat(
-        [rollout(weights, h[rows], z[rows], steps[:, rows], sample, generator)
-         for rows in row_chunks(B * N, actions.device)]
-    )  # (B*N,)
+    chunks = [rollout(weights, h[rows], z[rows], steps[:, rows], sample, generator)
+              for rows in row_chunks(B * N, actions.device)]
+    returns = chunks[0] if len(chunks) == 1 else torch.cat(chunks)  # (B*N,)
     return rearrange(returns, "(b n) -> b n", b=B)

@@ -118,8 +118,12 @@ class CEMPlanner:
             elite_idx = returns.topk(J, dim=1).indices  # (B, J)
             elites = actions.gather(1, elite_idx[:, :, None, None].expand(B, J, L, A))  # (B, J, L, A)
 
-            mean = cfg.alpha * elites.mean(dim=1) + (1 - cfg.alpha) * mean  # (B, L, A)
-            std = cfg.alpha * elites.std(dim=1, unbiased=False) + (1 - cfg.alpha) * std  # (B, L, A)
+            elite_std, elite_mean = torch.std_mean(elites, dim=1, correction=0)  # (B, L, A) each
+            if cfg.alpha == 1.0:  # replace: no smoothing kernels (each one counts in a GPU's kernel chain)
+                mean, std = elite_mean, elite_std
+            else:
+                mean = cfg.alpha * elite_mean + (1 - cfg.alpha) * mean  # (B, L, A)
+                std = cfg.alpha * elite_std + (1 - cfg.alpha) * std  # (B, L, A)
 
         if cfg.warm_start:
             self._previous_mean = mean
