@@ -12,6 +12,7 @@ written to ``out``, the plot next to it, and optionally the same numbers and the
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,9 @@ def markdown_table(groups: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+LEGEND_WIDTH = 80  # characters a legend line may take before it wraps
+
+
 def plot_returns(groups: dict[str, list[dict[str, Any]]], path: Path) -> None:
     """Mean AverageReturn per iteration over each group's runs, with a +-1 std band."""
     import matplotlib
@@ -145,14 +149,18 @@ def plot_returns(groups: dict[str, list[dict[str, Any]]], path: Path) -> None:
     for label, curve in all_curves.items():
         mean, std = np.array(curve["mean"]), np.array(curve["std"])
         x = curve["env_steps"] if by_env_steps else curve["step"]
-        ax.plot(x, mean, marker="o", label=f"{label} ({len(groups[label])} runs)")
+        label = textwrap.fill(f"{label} ({len(groups[label])} runs)", LEGEND_WIDTH)
+        ax.plot(x, mean, marker="o", label=label)
         ax.fill_between(x, mean - std, mean + std, alpha=0.2)
     ax.set_xlabel("env steps" if by_env_steps else "iteration")
     ax.set_ylabel("AverageReturn")
-    ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
+    if max(map(len, all_curves), default=0) + 10 > LEGEND_WIDTH // 2:
+        # Labels of many settings would cover the curves: the legend goes under the plot instead.
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(0.0, -0.15))
+    else:
+        ax.legend(fontsize="small")
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
 
 
