@@ -134,6 +134,7 @@ def markdown_table(groups: dict[str, list[dict[str, Any]]]) -> str:
 
 
 LEGEND_WIDTH = 80  # characters a legend line may take before it wraps
+LEGEND_INSIDE = 40  # labels up to this long fit inside the plot; longer ones put the legend under it
 
 
 def plot_returns(groups: dict[str, list[dict[str, Any]]], path: Path) -> None:
@@ -146,16 +147,16 @@ def plot_returns(groups: dict[str, list[dict[str, Any]]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     all_curves = curves(groups)
     by_env_steps = all("env_steps" in curve for curve in all_curves.values())
+    labels = {label: f"{label} ({len(groups[label])} runs)" for label in all_curves}
     for label, curve in all_curves.items():
         mean, std = np.array(curve["mean"]), np.array(curve["std"])
         x = curve["env_steps"] if by_env_steps else curve["step"]
-        label = textwrap.fill(f"{label} ({len(groups[label])} runs)", LEGEND_WIDTH)
-        ax.plot(x, mean, marker="o", label=label)
+        ax.plot(x, mean, marker="o", label=textwrap.fill(labels[label], LEGEND_WIDTH))
         ax.fill_between(x, mean - std, mean + std, alpha=0.2)
     ax.set_xlabel("env steps" if by_env_steps else "iteration")
     ax.set_ylabel("AverageReturn")
     ax.grid(alpha=0.3)
-    if max(map(len, all_curves), default=0) + 10 > LEGEND_WIDTH // 2:
+    if any(len(text) > LEGEND_INSIDE for text in labels.values()):
         # Labels of many settings would cover the curves: the legend goes under the plot instead.
         ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(0.0, -0.15))
     else:

@@ -7,7 +7,8 @@ It computes exactly what ``RSSM.imagine`` followed by the reward head computes (
 that simple path); what makes it faster on a CPU is:
 
 - the action's share of the transition's input layer is computed for the whole horizon in one matmul;
-- the prior's std is only computed when z is sampled (planning on the mean needs the mean only);
+- the prior's std is only computed when z is sampled (planning on the mean needs the mean only), and then
+  with the mean in one matmul;
 - the concatenations [z, a] and [h, z] become two matmuls into one output, never a copied input;
 - the ELU and the GRU's tanh avoid ``expm1``/``tanh``, which this torch's CPU kernels do not vectorise
   (F.elu: 7.2 ms on 8000 x 200 with 2 threads; exp - 1: 1.4 ms), and work in place;
@@ -16,9 +17,9 @@ that simple path); what makes it faster on a CPU is:
 
 On a GPU a planner call is a chain of small dependent kernels, and their number, not their arithmetic, sets
 its time (one CUDA graph of PlaNet's CEM: ~14 ms for 1 env on an H100, ~4.5 us a kernel). There the rollout
-takes ``_rollout_returns_stacked``: torch's fused GRU cell, the prior's mean and std from one matmul, and the
-reward head once on the stacked rollout. Kernels a step: 8 on the prior mean (against 21) and 12 sampled
-(against 26), counted from the code; not yet timed on a GPU.
+takes ``_rollout_returns_stacked``: torch's fused GRU cell and the reward head once on the stacked rollout.
+Kernels a step: 8 on the prior mean (against 21) and 12 sampled (against 26), as CUDA dispatches the ops;
+not yet timed on a GPU.
 """
 
 from __future__ import annotations
@@ -68,8 +69,7 @@ class _Weights:
         prior_hidden, prior_out = rssm.prior_net[0], rssm.prior_net[2]
         self.prior_w, self.prior_b = prior_hidden.weight.t(), prior_hidden.bias  # (D, H), (H,)
         self.mean_w, self.mean_b = prior_out.weight[:S].t(), prior_out.bias[:S]  # (H, S), (S,)
-        self.std_w, self.std_b = prior_out.weight[S:].t(), prior_out.bias[S:]  # (H, S), (S,)
-        self.prior_out_w, self.prior_out_b = prior_out.weight.t(), prior_out.bias  # (H, 2S), (2S,)
+        self.prior_out_w, self.prior_out_b = prior_out.weight.t(), prior_out.bias  # (H, 2S), (2S,): mean, std
         self.gru_cell_weights = (gru.weight_ih, gru.weight_hh, gru.bias_ih, gru.bias_hh)  # torch.gru_cell's order
         first, second, last = head[0], head[2], head[4]  # Linear(D + S -> H), Linear(H -> H), Linear(H -> 1)
         self.reward_h, self.reward_z = first.weight[:, :D].t(), first.weight[:, D:].t()  # (D, H), (S, H)
@@ -78,6 +78,17 @@ class _Weights:
         self.reward_w3, self.reward_b3 = last.weight[0], last.bias  # (H,), (1,)
         self.min_std = rssm.min_std
         self.belief_size, self.state_size = D, S
+
+
+def _prior_z(w: _Weights, hidden: Tensor, sample: bool, generator: torch.Generator | None) -> Tensor:
+    """The prior's hidden layer (R, H) -> z (R, S): its mean, or a sample (one (R, S) draw from ``generator``)."""
+    if not sample:
+        return torch.addmm(w.mean_b, hidden, w.mean_w)  # the mean only: no std to compute
+    S = w.state_size
+    stats = torch.addmm(w.prior_out_b, hidden, w.prior_out_w)  # (R, 2S): mean, pre-softplus std
+    std = F.softplus(stats[:, S:]).add_(w.min_std)  # (R, S)
+    noise = torch.randn(std.shape, device=std.device, dtype=std.dtype, generator=generator)
+    return torch.addcmul(stats[:, :S], std, noise)
 
 
 def _rollout_returns(
@@ -96,11 +107,7 @@ def _rollout_returns(
         new = tanh_(gates_x[:, 2 * D :].addcmul_(reset, gates_h[:, 2 * D :]))  # (R, D)
         h = torch.addcmul(new, update, h - new)  # (R, D): (1 - u) n + u h
         hidden = elu_(torch.addmm(w.prior_b, h, w.prior_w))  # (R, H)
-        z = torch.addmm(w.mean_b, hidden, w.mean_w)  # (R, S): the prior mean
-        if sample:
-            std = F.softplus(torch.addmm(w.std_b, hidden, w.std_w)).add_(w.min_std)  # (R, S)
-            noise = torch.randn(z.shape, device=z.device, dtype=z.dtype, generator=generator)
-            z = z.addcmul_(std, noise)
+        z = _prior_z(w, hidden, sample, generator)  # (R, S)
         r = torch.addmm(w.reward_b1, h, w.reward_h).addmm_(z, w.reward_z)  # (R, H)
         r = elu_(torch.addmm(w.reward_b2, elu_(r), w.reward_w2))  # (R, H)
         returns = returns.addmv_(r, w.reward_w3)  # (R,)
@@ -113,20 +120,14 @@ def _rollout_returns_stacked(
     """``_rollout_returns`` in the fewest kernels a step (for a GPU): h (R, D), z (R, S), actions (L, R, A) -> (R,).
 
     The same noise as ``_rollout_returns``: one (R, S) draw a step from ``generator``."""
-    L, S = actions.shape[0], w.state_size
+    L = actions.shape[0]
     action_in = F.linear(actions, w.transition_a, w.transition_b)  # (L, R, H): the whole horizon at once
     beliefs, states = [], []
     for t in range(L):
         x = F.elu(torch.addmm(action_in[t], z, w.transition_z))  # (R, H)
         h = torch.gru_cell(x, h, *w.gru_cell_weights)  # (R, D): two matmuls and one fused kernel on a GPU
         hidden = F.elu(torch.addmm(w.prior_b, h, w.prior_w))  # (R, H)
-        if sample:
-            stats = torch.addmm(w.prior_out_b, hidden, w.prior_out_w)  # (R, 2S): mean, pre-softplus std
-            std = F.softplus(stats[:, S:]).add_(w.min_std)  # (R, S)
-            noise = torch.randn(std.shape, device=std.device, dtype=std.dtype, generator=generator)
-            z = torch.addcmul(stats[:, :S], std, noise)  # (R, S)
-        else:
-            z = torch.addmm(w.mean_b, hidden, w.mean_w)  # (R, S): the prior mean
+        z = _prior_z(w, hidden, sample, generator)  # (R, S)
         beliefs.append(h)
         states.append(z)
     h_all = torch.cat(beliefs)  # (L*R, D), step-major
