@@ -102,13 +102,18 @@ def test_decoder_under_bf16_autocast_follows_the_fp32_decoder_and_gives_fp32_gra
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in decoder.parameters())
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_squared_error_sum_gives_the_plain_loss_and_its_gradient(dtype: torch.dtype) -> None:
+def test_squared_error_sum_gives_the_plain_loss_and_its_gradient(dtype: torch.dtype, channels_last: bool) -> None:
     from worldmodel.models.world_model import SquaredErrorSum
 
+    def laid_out(frames: torch.Tensor) -> torch.Tensor:  # (B, T, C, H, W) in (B, T, H, W, C) memory, as trained
+        return frames.movedim(-3, -1).contiguous().movedim(-1, -3) if channels_last else frames
+
     torch.manual_seed(0)
-    x = torch.randn(2, 3, 3, 8, 8).to(dtype).requires_grad_()
-    y = torch.rand(2, 3, 3, 8, 8) - 0.5
+    x = laid_out(torch.randn(2, 3, 3, 8, 8).to(dtype)).requires_grad_()
+    y = laid_out(torch.rand(2, 3, 3, 8, 8) - 0.5)
+    x_before = x.detach().clone()
     expected = (x.float() - y).pow(2).sum(dim=(-3, -2, -1)).mean()
     (expected_grad,) = torch.autograd.grad(expected, x)
     got = SquaredErrorSum.apply(x, y, 1.0 / 6)
@@ -116,6 +121,7 @@ def test_squared_error_sum_gives_the_plain_loss_and_its_gradient(dtype: torch.dt
     assert got.dtype == torch.float32 and got_grad.dtype == dtype
     torch.testing.assert_close(got, expected)
     torch.testing.assert_close(got_grad, expected_grad)
+    assert torch.equal(x.detach(), x_before)  # the loss does not write into the decoder's output
 
 
 def test_train_dtype_auto_means_bf16_only_where_bf16_is_fast(monkeypatch) -> None:
