@@ -26,3 +26,29 @@ def test_quick_cpu_run_prints_every_figure_as_json_last():
         assert isinstance(figures[key], float) and figures[key] > 0, (key, figures[key])
     assert any("fp32 matmul peak" in line for line in lines[:-1])
     assert figures["e2e_agent_steps"] == 2  # the quick run's short episode
+
+
+def test_gpu_measure_script_returns_the_bench_and_the_run_under_out(tmp_path):
+    """scripts/gpu_measure.sh, the one device command for the GPU figures, at tiny sizes on the CPU."""
+    out = tmp_path / "out"
+    env = {
+        **os.environ,
+        "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"),
+        "OMP_NUM_THREADS": "1",
+        "DEVICE": "cpu",
+        "CONFIG": "configs/pixels_smoke.yaml",
+        "BENCH_ARGS": "--quick planner.candidates=16",
+        "RUN_ARGS": "train.episodes=2 train.seed_episodes=1",
+        "RUN_DIR": str(tmp_path / "run"),
+        "OUT": str(out),
+        "PYTHON": sys.executable,
+    }
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_measure.sh")], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    figures = json.loads((out / "bench.txt").read_text().strip().splitlines()[-1])
+    assert KEYS <= set(figures) and figures["device"] == "cpu"
+    rows = [json.loads(line) for line in (out / "seed0_metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["episode"] == 2 and "wall_time" in rows[-1]
+    assert "seed: 0" in (out / "seed0_config.yaml").read_text()
+    assert "run exit 0" in result.stdout
