@@ -358,7 +358,8 @@ def test_imagine_returns_matches_a_hand_loop(B: int, N: int, L: int) -> None:
 
 
 def test_sampled_planning_draws_z_from_the_prior_with_the_given_generator() -> None:
-    """plan_sample: z_t = prior mean + prior std * noise, the noise drawn (B*N, S) per step from the generator."""
+    """plan_sample: z_t = prior mean + prior std * noise_t, the noise of all L steps drawn (L, B*N, S) at once from
+    the generator."""
     model = tiny_model(plan_sample=True)
     B, N, L = 2, 3, 4
     state = RSSMState(h=torch.randn(B, TINY["belief_size"]), z=torch.randn(B, TINY["state_size"]))
@@ -371,9 +372,10 @@ def test_sampled_planning_draws_z_from_the_prior_with_the_given_generator() -> N
         s = state.map(lambda x: x.repeat_interleave(N, dim=0))  # (B*N)
         flat = actions.reshape(B * N, L, A)
         total = torch.zeros(B * N)
+        noise = torch.randn(L, B * N, TINY["state_size"], generator=noise_source)
         for t in range(L):
             h, prior = model.rssm.transition(s, flat[:, t])
-            s = RSSMState(h, prior.sample(noise_source))
+            s = RSSMState(h, prior.mean + prior.std * noise[t])
             total = total + model.reward(s.h, s.z)
     torch.testing.assert_close(returns, total.reshape(B, N), rtol=1e-5, atol=1e-5)
     assert not torch.allclose(returns, tiny_model().imagine_returns(state, actions))

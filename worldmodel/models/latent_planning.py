@@ -18,8 +18,9 @@ that simple path); what makes it faster on a CPU is:
 On a GPU a planner call is a chain of small dependent kernels, and their number, not their arithmetic, sets
 its time (one CUDA graph of PlaNet's CEM: ~14 ms for 1 env on an H100, ~4.5 us a kernel). There the rollout
 takes ``_rollout_returns_stacked``: torch's fused GRU cell and the reward head once on the stacked rollout.
-Kernels a step: 8 on the prior mean (against 21) and 12 sampled (against 26), as CUDA dispatches the ops;
-not yet timed on a GPU.
+Kernels a step: 8 on the prior mean (against 21) and 10 sampled (against 26: the noise of the whole horizon
+comes from one draw, and the prior's min_std enters through the bias of its output layer), as CUDA
+dispatches the ops; not yet timed on a GPU.
 """
 
 from __future__ import annotations
@@ -80,15 +81,30 @@ class _Weights:
         self.belief_size, self.state_size = D, S
 
 
-def _prior_z(w: _Weights, hidden: Tensor, sample: bool, generator: torch.Generator | None) -> Tensor:
-    """The prior's hidden layer (R, H) -> z (R, S): its mean, or a sample (one (R, S) draw from ``generator``)."""
+def _prior_noise(w: _Weights, L: int, h: Tensor, sample: bool, generator: torch.Generator | None):
+    """-> (noise (L, R, S), offsets (L, R, 2S)) for a sampled rollout of L steps from h (R, D), else (None, None).
+
+    The noise of every step comes from one draw. ``offsets`` replace the bias of the prior's output layer:
+    [mean bias + min_std * noise, std bias], so that z = mean + (softplus(s) + min_std) * noise takes one
+    matmul, one softplus and one addcmul a step (two kernels fewer a step on a GPU)."""
     if not sample:
+        return None, None
+    S, R = w.state_size, h.shape[0]
+    noise = torch.randn((L, R, S), device=h.device, dtype=h.dtype, generator=generator)  # (L, R, S)
+    offsets = torch.empty((L, R, 2 * S), device=h.device, dtype=h.dtype)  # (L, R, 2S)
+    torch.add(w.prior_out_b[:S], noise, alpha=w.min_std, out=offsets[..., :S])
+    offsets[..., S:] = w.prior_out_b[S:]
+    return noise, offsets
+
+
+def _prior_z(w: _Weights, hidden: Tensor, noise: Tensor | None, offsets: Tensor | None) -> Tensor:
+    """The prior's hidden layer (R, H) -> z (R, S): its mean when ``noise`` is None, else a sample with
+    ``noise`` (R, S) and ``offsets`` (R, 2S), one step's share of ``_prior_noise``."""
+    if noise is None:
         return torch.addmm(w.mean_b, hidden, w.mean_w)  # the mean only: no std to compute
     S = w.state_size
-    stats = torch.addmm(w.prior_out_b, hidden, w.prior_out_w)  # (R, 2S): mean, pre-softplus std
-    std = F.softplus(stats[:, S:]).add_(w.min_std)  # (R, S)
-    noise = torch.randn(std.shape, device=std.device, dtype=std.dtype, generator=generator)
-    return torch.addcmul(stats[:, :S], std, noise)
+    stats = torch.addmm(offsets, hidden, w.prior_out_w)  # (R, 2S): mean + min_std * noise, pre-softplus std
+    return torch.addcmul(stats[:, :S], F.softplus(stats[:, S:]), noise)
 
 
 def _rollout_returns(
@@ -97,6 +113,7 @@ def _rollout_returns(
     """h (R, D), z (R, S), actions (L, R, A) -> summed predicted rewards (R,)."""
     L, D = actions.shape[0], w.belief_size
     action_in = F.linear(actions, w.transition_a, w.transition_b)  # (L, R, H): the whole horizon at once
+    noise, offsets = _prior_noise(w, L, h, sample, generator)  # (L, R, S), (L, R, 2S), or None
     returns = torch.zeros(h.shape[0], device=h.device, dtype=h.dtype)  # (R,)
     for t in range(L):
         x = elu_(torch.addmm(action_in[t], z, w.transition_z))  # (R, H)
@@ -107,7 +124,7 @@ def _rollout_returns(
         new = tanh_(gates_x[:, 2 * D :].addcmul_(reset, gates_h[:, 2 * D :]))  # (R, D)
         h = torch.addcmul(new, update, h - new)  # (R, D): (1 - u) n + u h
         hidden = elu_(torch.addmm(w.prior_b, h, w.prior_w))  # (R, H)
-        z = _prior_z(w, hidden, sample, generator)  # (R, S)
+        z = _prior_z(w, hidden, *_step(t, noise, offsets))  # (R, S)
         r = torch.addmm(w.reward_b1, h, w.reward_h).addmm_(z, w.reward_z)  # (R, H)
         r = elu_(torch.addmm(w.reward_b2, elu_(r), w.reward_w2))  # (R, H)
         returns = returns.addmv_(r, w.reward_w3)  # (R,)
@@ -119,23 +136,29 @@ def _rollout_returns_stacked(
 ) -> Tensor:
     """``_rollout_returns`` in the fewest kernels a step (for a GPU): h (R, D), z (R, S), actions (L, R, A) -> (R,).
 
-    The same noise as ``_rollout_returns``: one (R, S) draw a step from ``generator``."""
+    The same noise as ``_rollout_returns``: one (L, R, S) draw from ``generator``."""
     L = actions.shape[0]
     action_in = F.linear(actions, w.transition_a, w.transition_b)  # (L, R, H): the whole horizon at once
+    noise, offsets = _prior_noise(w, L, h, sample, generator)  # (L, R, S), (L, R, 2S), or None
     beliefs, states = [], []
     for t in range(L):
         x = F.elu(torch.addmm(action_in[t], z, w.transition_z))  # (R, H)
         h = torch.gru_cell(x, h, *w.gru_cell_weights)  # (R, D): two matmuls and one fused kernel on a GPU
         hidden = F.elu(torch.addmm(w.prior_b, h, w.prior_w))  # (R, H)
-        z = _prior_z(w, hidden, sample, generator)  # (R, S)
+        z = _prior_z(w, hidden, *_step(t, noise, offsets))  # (R, S)
         beliefs.append(h)
         states.append(z)
     h_all = torch.cat(beliefs)  # (L*R, D), step-major
     z_all = torch.cat(states)  # (L*R, S)
     r = F.elu(torch.addmm(w.reward_b1, h_all, w.reward_h).addmm_(z_all, w.reward_z))  # (L*R, H)
     r = F.elu(torch.addmm(w.reward_b2, r, w.reward_w2))  # (L*R, H)
-    rewards = torch.mv(r, w.reward_w3).view(L, -1)  # (L, R)
-    return rewards.sum(dim=0) + L * w.reward_b3  # (R,)
+    rewards = torch.addmv(w.reward_b3, r, w.reward_w3).view(L, -1)  # (L, R)
+    return rewards.sum(dim=0)  # (R,)
+
+
+def _step(t: int, *per_step: Tensor | None) -> tuple[Tensor | None, ...]:
+    """Step t of each (L, ...) tensor, None kept."""
+    return tuple(None if x is None else x[t] for x in per_step)
 
 
 @torch.no_grad()

@@ -110,11 +110,11 @@ class CEMPlanner:
             else:
                 noise = torch.randn((B, N, L, A), device=self.device, generator=self.generator)
                 actions = mean[:, None] + std[:, None] * noise
-                actions = torch.maximum(torch.minimum(actions, self.high), self.low)  # (B, N, L, A)
+                actions = torch.clamp(actions, self.low, self.high)  # (B, N, L, A)
 
             returns = objective(actions)  # (B, N)
             # A diverged rollout must never become an elite, whatever the sign of the returns.
-            returns = torch.where(torch.isnan(returns), torch.full_like(returns, -torch.inf), returns)
+            returns = returns.nan_to_num(nan=-torch.inf, posinf=torch.inf, neginf=-torch.inf)  # one kernel
             elite_idx = returns.topk(J, dim=1).indices  # (B, J)
             elites = actions.gather(1, elite_idx[:, :, None, None].expand(B, J, L, A))  # (B, J, L, A)
 
