@@ -10,6 +10,8 @@ that simple path); what makes it faster on a CPU is:
 - the prior's std is only computed when z is sampled (planning on the mean needs the mean only), and then
   with the mean in one matmul;
 - the concatenations [z, a] and [h, z] become two matmuls into one output, never a copied input;
+- a matmul whose addend is a whole matrix (the action's share, the sampled prior's offsets) accumulates into
+  it in place: ``addmm`` out of place would first copy the addend into its output (one more kernel on a GPU);
 - the ELU and the GRU's tanh avoid ``expm1``/``tanh``, which this torch's CPU kernels do not vectorise
   (F.elu: 7.2 ms on 8000 x 200 with 2 threads; exp - 1: 1.4 ms), and work in place;
 - on a CPU the B * N rollouts run in chunks of ``worldmodel.cpu.CPU_CHUNK_ROWS``: 2000 x 600 GRU gates
@@ -99,11 +101,11 @@ def _prior_noise(w: _Weights, L: int, h: Tensor, sample: bool, generator: torch.
 
 def _prior_z(w: _Weights, hidden: Tensor, noise: Tensor | None, offsets: Tensor | None) -> Tensor:
     """The prior's hidden layer (R, H) -> z (R, S): its mean when ``noise`` is None, else a sample with
-    ``noise`` (R, S) and ``offsets`` (R, 2S), one step's share of ``_prior_noise``."""
+    ``noise`` (R, S) and ``offsets`` (R, 2S), one step's share of ``_prior_noise`` (overwritten)."""
     if noise is None:
         return torch.addmm(w.mean_b, hidden, w.mean_w)  # the mean only: no std to compute
     S = w.state_size
-    stats = torch.addmm(offsets, hidden, w.prior_out_w)  # (R, 2S): mean + min_std * noise, pre-softplus std
+    stats = offsets.addmm_(hidden, w.prior_out_w)  # (R, 2S): mean + min_std * noise, pre-softplus std
     return torch.addcmul(stats[:, :S], F.softplus(stats[:, S:]), noise)
 
 
@@ -116,7 +118,7 @@ def _rollout_returns(
     noise, offsets = _prior_noise(w, L, h, sample, generator)  # (L, R, S), (L, R, 2S), or None
     returns = torch.zeros(h.shape[0], device=h.device, dtype=h.dtype)  # (R,)
     for t in range(L):
-        x = elu_(torch.addmm(action_in[t], z, w.transition_z))  # (R, H)
+        x = elu_(action_in[t].addmm_(z, w.transition_z))  # (R, H)
         gates_x = torch.addmm(w.gru_bih, x, w.gru_ih)  # (R, 3D): reset, update, new
         gates_h = torch.addmm(w.gru_bhh, h, w.gru_hh)  # (R, 3D)
         reset = gates_x[:, :D].add_(gates_h[:, :D]).sigmoid_()  # (R, D)
@@ -142,7 +144,7 @@ def _rollout_returns_stacked(
     noise, offsets = _prior_noise(w, L, h, sample, generator)  # (L, R, S), (L, R, 2S), or None
     beliefs, states = [], []
     for t in range(L):
-        x = F.elu(torch.addmm(action_in[t], z, w.transition_z))  # (R, H)
+        x = F.elu(action_in[t].addmm_(z, w.transition_z))  # (R, H)
         h = torch.gru_cell(x, h, *w.gru_cell_weights)  # (R, D): two matmuls and one fused kernel on a GPU
         hidden = F.elu(torch.addmm(w.prior_b, h, w.prior_w))  # (R, H)
         z = _prior_z(w, hidden, *_step(t, noise, offsets))  # (R, S)
