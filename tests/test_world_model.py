@@ -196,6 +196,32 @@ def test_rssm_resets_where_is_first() -> None:
     assert not torch.allclose(no_reset.h[:, k:], alone.h)
 
 
+
+@pytest.mark.parametrize("sample", [False, True])
+def test_observe_gives_what_observe_step_gives_step_by_step(sample: bool) -> None:
+    """The sequence filter (input shares for all steps at once, priors after the loop, one noise draw) against
+    the one-step filter that acting uses, with a reset inside the chunk and a given start state."""
+    rssm = tiny_rssm()
+    B, T = 3, 6
+    embed, action = torch.randn(B, T, 20), torch.randn(B, T, A)
+    is_first = torch.zeros(B, T, dtype=torch.bool)
+    is_first[1, 0] = is_first[0, 4] = True
+    start = RSSMState(h=torch.randn(B, 12), z=torch.randn(B, 5))
+    states, priors, posts = rssm.observe(embed, action, is_first, start, sample=sample,
+                                         generator=torch.Generator().manual_seed(7))
+    noise = torch.randn(T, B, 5, generator=torch.Generator().manual_seed(7))
+    state = start
+    for t in range(T):
+        stepped, prior, post = rssm.observe_step(state, action[:, t], embed[:, t], is_first[:, t], sample=False)
+        state = RSSMState(stepped.h, post.mean + post.std * noise[t] if sample else post.mean)
+        for got, expected in ((states[:, t], state), (priors[:, t], prior), (posts[:, t], post)):
+            for name in ("h", "z") if isinstance(got, RSSMState) else ("mean", "std"):
+                torch.testing.assert_close(getattr(got, name), getattr(expected, name), rtol=1e-5, atol=1e-5)
+    loss = states.z.sum() + priors.mean.sum() + posts.std.sum()
+    loss.backward()  # gradients reach every input layer
+    assert all(p.grad is not None for p in rssm.parameters())
+
+
 def test_state_helpers() -> None:
     states = RSSMState(h=torch.randn(2, 5, 4), z=torch.randn(2, 5, 3))
     assert states[:, 1].batch_shape == (2,)

@@ -24,6 +24,7 @@ from typing import Callable, Sequence, TypeVar
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
 Struct = TypeVar("Struct", bound="_TensorStruct")
@@ -180,25 +181,51 @@ class RSSM(nn.Module):
         return RSSMState(h, z), prior
 
     def observe(
-        self, embed: Tensor, action: Tensor, is_first: Tensor, state: RSSMState | None = None, *, sample: bool = True
+        self,
+        embed: Tensor,
+        action: Tensor,
+        is_first: Tensor,
+        state: RSSMState | None = None,
+        *,
+        sample: bool = True,
+        generator: torch.Generator | None = None,
     ) -> tuple[RSSMState, DiagGaussian, DiagGaussian]:
         """Filter a sequence: embed (B, T, E), action (B, T, A), is_first (B, T), state (B) or None (initial).
 
-        Returns posterior states (B, T), priors (B, T) and posteriors (B, T).
+        Returns posterior states (B, T), priors (B, T) and posteriors (B, T): what ``observe_step`` gives step
+        by step (a test checks it), with the z noise of all steps from one (T, B, S) draw from ``generator``.
+        Only what the recurrence needs runs step by step, in the fewest ops (on a GPU each is a kernel in a
+        chain of T): the actions' and the embeddings' shares of the input layers are computed for all steps
+        at once, and the priors from all the beliefs at once after the loop.
         """
         B, T = embed.shape[:2]
         assert action.shape[:2] == (B, T) and is_first.shape == (B, T), (
             (B, T),
             {"action": tuple(action.shape), "is_first": tuple(is_first.shape)},
         )
+        S, D = self.state_size, self.belief_size
         state = self.initial_state(B, embed.device) if state is None else state
-        states, priors, posts = [], [], []
+        keep = rearrange((~is_first.bool()).to(embed.dtype), "b t -> t b 1")  # (T, B, 1): 0 resets the state
+        transition, posterior_in = self.transition_input[0], self.posterior_net[0]
+        # [z, a] W + b = z W_z + (a W_a + b) and [h, e] W + b = h W_h + (e W_e + b): the second terms for all T.
+        action_in = F.linear(rearrange(action, "b t a -> t b a") * keep, transition.weight[:, S:], transition.bias)
+        embed_in = F.linear(rearrange(embed, "b t e -> t b e"), posterior_in.weight[:, D:], posterior_in.bias)
+        transition_z, posterior_h = transition.weight[:, :S].t(), posterior_in.weight[:, :D].t()  # (S, H), (D, H)
+        noise = torch.randn((T, B, S), device=embed.device, dtype=embed.dtype, generator=generator) if sample else None
+        h, z = state.h, state.z
+        beliefs, states, posts = [], [], []
         for t in range(T):
-            state, prior, post = self.observe_step(state, action[:, t], embed[:, t], is_first[:, t], sample=sample)
-            states.append(state)
-            priors.append(prior)
+            h, z = h * keep[t], z * keep[t]  # (B, D), (B, S)
+            x = F.elu(torch.addmm(action_in[t], z, transition_z))  # (B, H)
+            h = self.gru(x, h)  # (B, D)
+            post = self._gaussian(self.posterior_net[2](F.elu(torch.addmm(embed_in[t], h, posterior_h))))  # (B)
+            z = torch.addcmul(post.mean, post.std, noise[t]) if sample else post.mean  # (B, S)
+            beliefs.append(h)
+            states.append(z)
             posts.append(post)
-        return RSSMState.stack(states), DiagGaussian.stack(priors), DiagGaussian.stack(posts)
+        h_all = torch.stack(beliefs, dim=1)  # (B, T, D)
+        priors = self._gaussian(self.prior_net(h_all))  # (B, T): the prior needs only h_t
+        return RSSMState(h_all, torch.stack(states, dim=1)), priors, DiagGaussian.stack(posts)
 
     def imagine(self, state: RSSMState, actions: Tensor, *, sample: bool = False) -> RSSMState:
         """Roll the prior: state (B), actions (B, T, A) -> prior states (B, T), one per action."""
