@@ -211,6 +211,9 @@ class RSSM(nn.Module):
         action_in = F.linear(rearrange(action, "b t a -> t b a") * keep, transition.weight[:, S:], transition.bias)
         embed_in = F.linear(rearrange(embed, "b t e -> t b e"), posterior_in.weight[:, D:], posterior_in.bias)
         transition_z, posterior_h = transition.weight[:, :S].t(), posterior_in.weight[:, :D].t()  # (S, H), (D, H)
+        # unbind, not [t]: autograd then stacks the T step gradients once, where indexing would add T zero-filled
+        # (T, B, H) gradients.
+        action_in, embed_in = action_in.unbind(0), embed_in.unbind(0)  # T x (B, H) each
         noise = torch.randn((T, B, S), device=embed.device, dtype=embed.dtype, generator=generator) if sample else None
         h, z = state.h, state.z
         beliefs, states, posts = [], [], []
