@@ -99,14 +99,14 @@ def _prior_noise(w: _Weights, L: int, h: Tensor, sample: bool, generator: torch.
     return noise, offsets
 
 
-def _prior_z(w: _Weights, hidden: Tensor, noise: Tensor | None, offsets: Tensor | None) -> Tensor:
-    """The prior's hidden layer (R, H) -> z (R, S): its mean when ``noise`` is None, else a sample with
-    ``noise`` (R, S) and ``offsets`` (R, 2S), one step's share of ``_prior_noise`` (overwritten)."""
+def _prior_z(w: _Weights, hidden: Tensor, t: int, noise: Tensor | None, offsets: Tensor | None) -> Tensor:
+    """The prior's hidden layer (R, H) at step t -> z (R, S): its mean when ``noise`` is None, else a sample
+    with step t of ``_prior_noise``'s noise and offsets (the offsets' step t is overwritten)."""
     if noise is None:
         return torch.addmm(w.mean_b, hidden, w.mean_w)  # the mean only: no std to compute
     S = w.state_size
-    stats = offsets.addmm_(hidden, w.prior_out_w)  # (R, 2S): mean + min_std * noise, pre-softplus std
-    return torch.addcmul(stats[:, :S], F.softplus(stats[:, S:]), noise)
+    stats = offsets[t].addmm_(hidden, w.prior_out_w)  # (R, 2S): mean + min_std * noise, pre-softplus std
+    return torch.addcmul(stats[:, :S], F.softplus(stats[:, S:]), noise[t])
 
 
 def _rollout_returns(
@@ -126,7 +126,7 @@ def _rollout_returns(
         new = tanh_(gates_x[:, 2 * D :].addcmul_(reset, gates_h[:, 2 * D :]))  # (R, D)
         h = torch.addcmul(new, update, h - new)  # (R, D): (1 - u) n + u h
         hidden = elu_(torch.addmm(w.prior_b, h, w.prior_w))  # (R, H)
-        z = _prior_z(w, hidden, *_step(t, noise, offsets))  # (R, S)
+        z = _prior_z(w, hidden, t, noise, offsets)  # (R, S)
         r = torch.addmm(w.reward_b1, h, w.reward_h).addmm_(z, w.reward_z)  # (R, H)
         r = elu_(torch.addmm(w.reward_b2, elu_(r), w.reward_w2))  # (R, H)
         returns = returns.addmv_(r, w.reward_w3)  # (R,)
@@ -147,7 +147,7 @@ def _rollout_returns_stacked(
         x = F.elu(action_in[t].addmm_(z, w.transition_z))  # (R, H)
         h = torch.gru_cell(x, h, *w.gru_cell_weights)  # (R, D): two matmuls and one fused kernel on a GPU
         hidden = F.elu(torch.addmm(w.prior_b, h, w.prior_w))  # (R, H)
-        z = _prior_z(w, hidden, *_step(t, noise, offsets))  # (R, S)
+        z = _prior_z(w, hidden, t, noise, offsets)  # (R, S)
         beliefs.append(h)
         states.append(z)
     h_all = torch.cat(beliefs)  # (L*R, D), step-major
@@ -156,11 +156,6 @@ def _rollout_returns_stacked(
     r = F.elu(torch.addmm(w.reward_b2, r, w.reward_w2))  # (L*R, H)
     rewards = torch.addmv(w.reward_b3, r, w.reward_w3).view(L, -1)  # (L, R)
     return rewards.sum(dim=0)  # (R,)
-
-
-def _step(t: int, *per_step: Tensor | None) -> tuple[Tensor | None, ...]:
-    """Step t of each (L, ...) tensor, None kept."""
-    return tuple(None if x is None else x[t] for x in per_step)
 
 
 @torch.no_grad()
