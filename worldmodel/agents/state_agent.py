@@ -195,8 +195,9 @@ def collect_mpc(run: StateRun, episodes: int, desc: str) -> Episodes:
     if episodes == 0:
         S, A, T = run.spec.obs_size, run.spec.action_size, run.episode_length
         return Episodes(np.zeros((0, T, S)), np.zeros((0, T, A)), np.zeros((0, T, S)), np.zeros((0, T)))
-    run.policy.reset()
-    return run_episodes(run.envs, run.policy.act, episodes, run.episode_length, run.rng, desc)
+    # The policy is reset before every batch of episodes, not once: a warm start must not carry a plan
+    # from one batch's last step to the next batch's first.
+    return run_episodes(run.envs, run.policy.act, episodes, run.episode_length, run.rng, desc, reset=run.policy.reset)
 
 
 @torch.no_grad()

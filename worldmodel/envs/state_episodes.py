@@ -47,22 +47,34 @@ class Episodes:
 
 
 def run_episodes(
-    envs, policy: Callable[[np.ndarray], np.ndarray], episodes: int, length: int, rng: np.random.Generator, desc: str
+    envs,
+    policy: Callable[[np.ndarray], np.ndarray],
+    episodes: int,
+    length: int,
+    rng: np.random.Generator,
+    desc: str,
+    reset: Callable[[], None] | None = None,
 ) -> Episodes:
     """Exactly ``episodes`` episodes of ``length`` steps with ``policy(obs (n, S)) -> actions (n, A)``,
-    up to B = envs.num_envs at a time; a last, smaller batch asks the policy only for the envs it uses."""
+    up to B = envs.num_envs at a time; a last, smaller batch asks the policy only for the envs it uses.
+    ``reset()`` (a policy's, e.g. forgetting a warm-started plan) is called before every batch's first step."""
     B = envs.num_envs
     counts = [min(B, episodes - start) for start in range(0, episodes, B)]
     batches = [
-        _run_batch(envs, policy, count, length, rng, f"{desc} {i + 1}/{len(counts)}") for i, count in enumerate(counts)
+        _run_batch(envs, policy, count, length, rng, f"{desc} {i + 1}/{len(counts)}", reset)
+        for i, count in enumerate(counts)
     ]
     return Episodes(*(np.concatenate(parts) for parts in zip(*batches)))
 
 
-def _run_batch(envs, policy, count: int, T: int, rng: np.random.Generator, desc: str) -> tuple[np.ndarray, ...]:
+def _run_batch(
+    envs, policy, count: int, T: int, rng: np.random.Generator, desc: str, reset: Callable[[], None] | None
+) -> tuple[np.ndarray, ...]:
     """One episode in each of the first ``count`` of the B envs -> obs, actions, next_obs (count, T, ...),
     rewards (count, T). The other envs step with zero actions (microseconds) and are dropped."""
     obs, _ = envs.reset(seed=int(rng.integers(2**31)))  # (B, S)
+    if reset is not None:  # new episodes: nothing the policy planned for the previous ones may carry over
+        reset()
     idle = np.zeros((envs.num_envs - count, *envs.single_action_space.shape), dtype=np.float32)  # (B - count, A)
     steps: list[tuple[np.ndarray, ...]] = []
     for _ in progress(range(T), desc=desc, unit="step"):
