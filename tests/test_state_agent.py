@@ -121,24 +121,71 @@ def test_trim_metrics_drops_rows_past_the_checkpoint(tmp_path):
 
 
 def test_mpc_step_on_a_known_model_runs_forward():
-    """An untrained ensemble told that x' = x + 0.05 * a[0] (through its target statistics):
-    MPC on HalfCheetah's reward must push the first action dim to +1."""
+    """An ensemble whose weights make x' = x + 0.005 * a[0] exactly (every other dim stays put): on
+    HalfCheetah's reward, (x' - x) / 0.05 - 0.1 |a|^2 = 0.1 a[0] - 0.1 |a|^2 per step, the best action is
+    (0.5, 0, 0, 0, 0, 0). The first planned action must be that one, for every env: a planner returning
+    the box centre, or CEM refitting to random elites, is off by 0.5 in the first dim."""
     spec = state_env_spec("HalfCheetah-v5")
     model = DynamicsEnsemble(
         EnsembleConfig(ensemble_size=2, hidden_size=8), obs_size=18, action_size=6, model_input_dims=spec.model_input_dims
     )
+    a0 = len(spec.model_input_dims)  # the model input is [observed dims, action]: a[0] comes after the 17 seen dims
     with torch.no_grad():
+        first, second, last = model.mlp.layers  # weights (E, in, out), biases (E, 1, out)
         for layer in model.mlp.layers:
             layer.weight.zero_()
             layer.bias.zero_()
-        model.mlp.layers[-1].bias[:, 0, 0] = 1.0  # constant normalised delta of 1 for x ...
-        model.target_norm.std.zero_()  # ... scaled to 0: then x moves only through the mean
-        model.target_norm.mean[0] = 0.05  # every step moves x forward by the same 0.05
-    planner = CEMPlanner(PlannerConfig(horizon=3, candidates=300, iterations=3, elites=30), -torch.ones(6), torch.ones(6))
+        first.weight[:, a0, 0], first.weight[:, a0, 1] = 1.0, -1.0  # hidden units relu(a0), relu(-a0)
+        second.weight[:, 0, 0], second.weight[:, 1, 1] = 1.0, 1.0  # passed on unchanged
+        last.weight[:, 0, 0], last.weight[:, 1, 0] = 1.0, -1.0  # normalised delta of x: relu(a0) - relu(-a0) = a0
+        model.target_norm.std[0] = 0.005  # x' - x = 0.005 a0; every other delta is 0 (zero output, zero mean)
+    obs = torch.randn(3, 18)  # (B, S): the dynamics ignore the state
+    actions = torch.rand(3, 7, 2, 6) * 2 - 1  # (B, N, L, A)
+    expected = (0.1 * actions[..., 0] - 0.1 * actions.square().sum(-1)).sum(-1)  # (B, N): the known returns
+    torch.testing.assert_close(model.imagine_returns(obs, actions, spec.reward_fn), expected)
+
+    cfg = PlannerConfig(horizon=2, candidates=500, iterations=6, elites=50)
+    planner = CEMPlanner(cfg, -torch.ones(6), torch.ones(6), generator=torch.Generator().manual_seed(0))
     policy = StatePolicy(model, planner, spec)
-    actions = policy.act(np.zeros((3, 18)))  # (B, A)
-    # Forward progress is the same for every action, so only the control cost matters: actions near 0.
-    assert actions.shape == (3, 6) and np.abs(actions).max() < 0.35
+    actions = policy.act(obs.numpy())  # (B, A)
+    assert actions.shape == (3, 6)
+    best = np.array([0.5, 0, 0, 0, 0, 0])
+    np.testing.assert_allclose(actions, np.broadcast_to(best, (3, 6)), atol=0.1)
+
+
+def test_collect_mpc_starts_every_batch_from_a_fresh_plan():
+    """planner.warm_start: within an episode each plan starts from the previous one (its first CEM
+    iteration samples narrowly around it), but the first step of every batch of episodes that
+    collect_mpc plays (5 episodes in 2 envs: batches of 2, 2 and 1) starts from scratch (a uniform first
+    iteration): no plan of another episode, or of another batch size, seeds it."""
+    from worldmodel.agents.state_agent import StateAgentConfig, collect_mpc, prepare
+    from worldmodel.config import load_config
+
+    overrides = ["env.episode_length=3", "planner.warm_start=true", "planner.init=uniform", "planner.init_std=0.05"]
+    run = prepare(load_config(StateAgentConfig, SMOKE, overrides), None)
+    try:
+        first_spreads = []  # per planner call: the spread of its first iteration's samples
+        plan = run.planner.plan
+
+        def spying_plan(objective, batch_size):
+            samples = []
+
+            def recording(actions):  # (B, N, L, A) -> (B, N)
+                samples.append(actions)
+                return objective(actions)
+
+            result = plan(recording, batch_size)
+            first_spreads.append((batch_size, round(float(samples[0].std(dim=1).mean()), 2)))
+            return result
+
+        run.planner.plan = spying_plan
+        episodes = collect_mpc(run, 5, "test")
+    finally:
+        run.close()
+    assert episodes.actions.shape == (5, 3, 6)
+    # Uniform on [-1, 1]: std 1/sqrt(3) = 0.58; a warm start: 0.05 around the shifted plan.
+    fresh = [(size, spread > 0.5) for size, spread in first_spreads]
+    assert fresh == [(2, True), (2, False), (2, False)] * 2 + [(1, True), (1, False), (1, False)], first_spreads
 
 
 # ---- bad input ------------------------------------------------------------------------------
