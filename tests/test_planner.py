@@ -141,7 +141,7 @@ def test_warm_start_begins_at_the_previous_plan_shifted_by_one_step():
 
 
 def first_iteration_is_uniform(planner: CEMPlanner, batch_size: int) -> bool:
-    """Whether a plan call starts from scratch (init=uniform): its first samples fill the box (std half_range/sqrt 3)."""
+    """Whether a plan call starts from scratch (init=uniform): its first samples fill the box, std range/sqrt(12)."""
     samples = []
     planner.plan(recording(samples), batch_size=batch_size)
     std = samples[0].std(dim=1)  # (B, L, A)
