@@ -202,7 +202,7 @@ def test_compiled_planner_call_returns_the_eager_plan_for_the_same_generator():
         for step in range(2):  # two steps: the second plans from a filtered (not initial) state
             expected.append(eager.act(frames))
             got.append(compiled.act(frames))
-    # Checked first: a compile failing part-way may already have drawn from the generator, so the fallback's plans differ.
+    # Checked first: a compile failing part-way may have drawn from the generator, so the fallback's plans differ.
     fallbacks = [str(w.message) for w in caught if str(w.message).startswith("model.plan_compile")]
     if fallbacks and (reason := platform_cannot_compile()):
         pytest.skip(f"torch cannot compile on this platform: {reason}")
