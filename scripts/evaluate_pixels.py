@@ -32,7 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="scripts/evaluate_pixels.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--run", type=Path, required=True, metavar="LOGDIR", help="run folder of a pixel run")
-    parser.add_argument("--checkpoint", type=Path, help="checkpoint to load (default: LOGDIR/checkpoint.pt)")
+    parser.add_argument(
+        "--policy", "--checkpoint", dest="policy", type=Path, metavar="FILE",
+        help="policy file to load (default: LOGDIR/policy.pt; --checkpoint is its older name)",
+    )
     parser.add_argument("--episodes", type=int, default=10, help="episodes to evaluate (default: 10)")
     parser.add_argument("--envs", type=int, default=5, help="episodes played at a time (default: 5)")
     parser.add_argument("--seed", type=int, default=1000, help="seed of the environments (default: 1000)")
@@ -59,7 +62,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     from worldmodel.agents.pixel_agent import load_agent
     from worldmodel.envs.pixel_episodes import run_episodes
 
-    policy = load_agent(args.run, checkpoint=args.checkpoint, device=args.device, overrides=args.overrides)
+    policy = load_agent(args.run, policy_file=args.policy, device=args.device, overrides=args.overrides)
     returns: list[float] = []
     started = time.perf_counter()
     while len(returns) < args.episodes:

@@ -5,8 +5,9 @@
   python scripts/export_video.py --run /tmp/smoke --episodes 3 --out cheetah.mp4 --fps 30
   python scripts/export_video.py --run /tmp/pixels --side-by-side      # real frame | model's reconstruction
 
-The run folder's config.yaml says which agent it holds (state or pixels); its checkpoint.pt
-(or --checkpoint) gives the trained weights. State agents are filmed from the environment's
+The run folder's policy.pt (or --policy FILE, e.g. one handed over on its own) says which agent
+it holds (state or pixels) and gives its config and trained weights; nothing else of the run is
+read, and nothing in the file is executed. State agents are filmed from the environment's
 tracking camera; pixel agents from the frames they see, upscaled 4x. Prints the return of
 each episode and where the video is.
 """
@@ -23,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from worldmodel.errors import UserError, exit_code  # noqa: E402
 
 DEFAULT_NAME = "rollout.mp4"
-CHECKPOINT_NAME = "checkpoint.pt"  # what both agents write into their run folder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--run", type=Path, required=True, metavar="LOGDIR", help="run folder of a training run")
     parser.add_argument(
-        "--checkpoint", type=Path, help="checkpoint file to load (default: LOGDIR/checkpoint.pt, the latest)"
+        "--policy", "--checkpoint", dest="policy", type=Path, metavar="FILE",
+        help="policy file to load (default: LOGDIR/policy.pt, the latest; --checkpoint is its older name)",
     )
     parser.add_argument("--episodes", type=int, default=1, help="episodes to play, one after the other (default: 1)")
     parser.add_argument("--out", type=Path, help=f"mp4 file to write (default: LOGDIR/{DEFAULT_NAME})")
@@ -56,18 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def agent_kind(logdir: Path) -> str:
-    """``"state"`` or ``"pixels"``, from the structure of the run's config.yaml (only the pixel
-    agent has a replay section and seed episodes)."""
-    from worldmodel.config import read_yaml
+def agent_kind(args: argparse.Namespace) -> str:
+    """``"state"`` or ``"pixels"``: the agent the policy file says it holds."""
+    from worldmodel.checkpoint import load_policy
 
-    if not logdir.is_dir():
-        raise UserError(f"no run folder at {logdir}")
-    if not (logdir / "config.yaml").is_file():
-        raise UserError(f"{logdir} holds no run (no config.yaml); pass the --logdir of a training run")
-    data = read_yaml(logdir / "config.yaml")
-    train = data.get("train") or {}
-    return "pixels" if "replay" in data or "seed_episodes" in train else "state"
+    if not args.run.is_dir():
+        raise UserError(f"no run folder at {args.run}")
+    if args.policy is None and not (args.run / "config.yaml").is_file():
+        raise UserError(f"{args.run} holds no run (no config.yaml); pass the --run folder of a training run")
+    return load_policy(args.policy or args.run, kind=None)["kind"]
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -77,16 +75,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--fps must be > 0, got {args.fps}")
     if args.out is not None and args.out.suffix.lower() != ".mp4":
         raise UserError(f"--out must name an .mp4 file, got {args.out}")
-    if args.checkpoint is not None and not args.checkpoint.is_file():
-        raise UserError(f"checkpoint not found: {args.checkpoint}")
-
-
-def check_checkpoint(args: argparse.Namespace) -> None:
-    if args.checkpoint is None and not (args.run / CHECKPOINT_NAME).is_file():
-        raise UserError(
-            f"{args.run} holds no {CHECKPOINT_NAME} yet (a run writes one at its first checkpoint and at the end); "
-            "wait for it or pass --checkpoint PATH"
-        )
+    if args.policy is not None and not args.policy.is_file():
+        raise UserError(f"policy file not found: {args.policy}")
 
 
 def export_state(args: argparse.Namespace):
@@ -97,7 +87,7 @@ def export_state(args: argparse.Namespace):
         raise UserError(
             "--side-by-side needs a pixel agent (it shows the model's reconstruction); this run is a state agent"
         )
-    policy = load_agent(args.run, checkpoint=args.checkpoint, device=args.device)
+    policy = load_agent(args.run, policy_file=args.policy, device=args.device)
     envs = policy.make_env(num_envs=1)
     try:
         rollouts = []
@@ -114,7 +104,7 @@ def export_pixels(args: argparse.Namespace):
     from worldmodel.agents.pixel_agent import load_agent
     from worldmodel.logging.rollout import pixel_env_fps, record_pixel_episode
 
-    policy = load_agent(args.run, checkpoint=args.checkpoint, device=args.device)
+    policy = load_agent(args.run, policy_file=args.policy, device=args.device)
     envs = policy.make_envs(num_envs=1, seed=args.seed)
     try:
         fps = pixel_env_fps(envs)
@@ -136,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering unless the user chose a backend
     def export() -> None:
         check_args(args)
-        kind = agent_kind(args.run)
-        check_checkpoint(args)
+        kind = agent_kind(args)
         rollouts = export_pixels(args) if kind == "pixels" else export_state(args)
 
         import numpy as np

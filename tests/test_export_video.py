@@ -127,7 +127,7 @@ def test_run_without_checkpoint_is_one_clear_line(tmp_path):
     logdir = tmp_path / "run"
     logdir.mkdir()
     (logdir / "config.yaml").write_text((REPO / "configs" / "state_smoke.yaml").read_text())
-    assert "no checkpoint.pt" in one_error_line(run([EXPORT, "--run", logdir], timeout=120))
+    assert "no policy.pt" in one_error_line(run([EXPORT, "--run", logdir], timeout=120))
 
 
 def test_folder_without_config_is_one_clear_line(tmp_path):

@@ -12,13 +12,14 @@ dataclasses strictly: an unknown key, a wrong type or a value out of range is a
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import os
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, Literal, Mapping, TypeVar, Union
 
 import yaml
 
@@ -33,15 +34,20 @@ def check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> T:
-    """Defaults of ``cls``, updated by the YAML file at ``path``, then by ``key.sub=value`` overrides.
+def load_config(
+    cls: type[T], path: str | Path | Mapping[str, Any] | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> T:
+    """Defaults of ``cls``, updated by the YAML file at ``path`` (or a mapping of the same data, e.g. a
+    policy file's config), then by ``key.sub=value`` overrides.
 
     A file value tied to another key (a dataclass's ``TIED`` map, e.g. ``env.action_repeat`` to
     ``env.id``) is dropped, back to its default, when an override changes that key to a different
     value, unless the same overrides set the tied value too.
     """
     data: dict[str, Any] = {}
-    if path is not None:
+    if isinstance(path, Mapping):
+        data = copy.deepcopy(dict(path))
+    elif path is not None:
         data = read_yaml(path)
     parsed = [parse_override(override) for override in overrides]
     drop_tied_values(cls, data, dict(parsed))

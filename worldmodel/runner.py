@@ -7,11 +7,13 @@ agent's models and data as its checkpoint ``payload``. Everything else lives her
 
     logdir = train(STATE_SPEC, config_path="configs/state_smoke.yaml", overrides=["seed=1"])
     train(STATE_SPEC, resume=logdir)            # continue from logdir/checkpoint.pt
+    load_agent(logdir)                          # act with logdir/policy.pt (the agents' load_agent)
 
 ``train`` checks the whole config, builds envs and model, and only then creates the run folder,
-so bad input leaves nothing on disk. Checkpoints are atomic and written every
-``train.checkpoint_every`` steps of the counter, at the end and on Ctrl-C (or SIGTERM); a resumed
-run drops the metrics rows logged after its checkpoint and logs them again.
+so bad input leaves nothing on disk. Checkpoints (``checkpoint.pt`` to resume, ``policy.pt`` to act; see
+``worldmodel/checkpoint.py``) are atomic and written every ``train.checkpoint_every`` steps of the
+counter, at the end and on Ctrl-C (or SIGTERM); a resumed run drops the metrics rows logged after its
+checkpoint and logs them again.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 import torch
 
-from worldmodel.checkpoint import load_checkpoint, save_checkpoint
+from worldmodel.checkpoint import POLICY_NAME, load_checkpoint, save_checkpoint
 from worldmodel.config import load_config, save_config, to_dict
 from worldmodel.cpu import tune_cpu
 from worldmodel.errors import UserError
@@ -151,6 +153,11 @@ class RunState:
     def load_payload(self, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def policy_state(self) -> dict[str, Any]:
+        """What acting needs, for ``policy.pt``: ``sizes`` (what rebuilds the model beside the config)
+        and ``weights`` (the model's state dict, normalisation statistics included)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Close the envs (worker processes, renderers)."""
         self.envs.close()
@@ -175,6 +182,10 @@ def crossed(before: int, after: int, every: int) -> bool:
 
 
 def save(spec: RunSpec, run: Any, logdir: Path) -> Path:
+    """The policy file, then the checkpoint: each written whole, so a resume always finds a policy at least
+    as new as its checkpoint."""
+    policy = {"kind": spec.kind, "config": to_dict(run.cfg), **run.policy_state()}
+    save_checkpoint(logdir / POLICY_NAME, policy)
     return save_checkpoint(logdir / CHECKPOINT_NAME, {"kind": spec.kind, "run": run.state_dict()})
 
 

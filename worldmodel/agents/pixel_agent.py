@@ -29,20 +29,19 @@ from worldmodel import runner
 from worldmodel.agents.common import resolve_device, seed_everything
 from worldmodel.agents.pixel_config import PixelAgentConfig
 from worldmodel.agents.policies import PixelPolicy
-from worldmodel.checkpoint import load_checkpoint
+from worldmodel.checkpoint import load_policy
 from worldmodel.config import load_config
 from worldmodel.data.device_replay import DeviceReplay
 from worldmodel.data.episodes import EpisodeReplay
 from worldmodel.envs.pixel_episodes import Episodes, random_actions, run_episodes
 from worldmodel.envs.pixels import PixelEnvs, make_pixel_envs
-from worldmodel.errors import UserError
 from worldmodel.logging.logger import Logger
 from worldmodel.logging.logger import trim_metrics as logger_trim_metrics
 from worldmodel.logging.media import episode_video, openl_video, recon_grid
 from worldmodel.logging.progress import progress
 from worldmodel.models.world_model import WorldModel, batch_to_torch
 from worldmodel.planning.cem import CEMPlanner
-from worldmodel.runner import CHECKPOINT_NAME, crossed
+from worldmodel.runner import crossed
 
 HELDOUT_SEED_OFFSET = 10_007  # the held-out chunks are drawn from their own, fixed stream
 EVAL_SEED_OFFSET = 500_009  # evaluation's own envs (train.eval_envs) are seeded apart from the collection envs
@@ -94,6 +93,10 @@ class PixelRun(runner.RunState):
         self.world_model.load_checkpoint_state(state["world_model"])
         self.replay.load_state_dict(state["replay"])
         self.heldout.load_state_dict(state["heldout"])
+
+    def policy_state(self) -> dict[str, Any]:
+        sizes = {"action_size": self.envs.action_size, "image_shape": list(self.envs.obs_shape)}
+        return {"sizes": sizes, "weights": self.world_model.state_dict()}
 
 
 # ---- the loop -------------------------------------------------------------------------------
@@ -299,26 +302,24 @@ def main(
 
 
 def load_agent(
-    logdir: str | Path,
-    checkpoint: str | Path | None = None,
+    run: str | Path,
+    policy_file: str | Path | None = None,
     device: str = "auto",
     overrides: list[str] | tuple[str, ...] = (),
 ) -> PixelPolicy:
-    """A trained pixel agent from a run folder, ready to act (no exploration noise unless ``act(explore=True)``).
+    """A trained pixel agent from a run folder's ``policy.pt`` (or the ``policy_file`` given, which may lie
+    anywhere), ready to act (no exploration noise unless ``act(explore=True)``). Reads nothing else: neither
+    the replay nor the training checkpoint.
 
     ``overrides`` (``key.sub=value``) change the run's config before the agent is built, e.g. a larger
     planner. The returned policy's ``make_envs(num_envs=1, seed=0)`` builds the run's environment.
     """
-    logdir = Path(logdir)
-    if not (logdir / "config.yaml").is_file():
-        raise UserError(f"{logdir} holds no run (no config.yaml)")
-    cfg = load_config(PixelAgentConfig, logdir / "config.yaml", list(overrides))
-    state = load_checkpoint(Path(checkpoint) if checkpoint else logdir / CHECKPOINT_NAME, kind="pixels")
+    saved = load_policy(policy_file or run, kind="pixels")
+    cfg = load_config(PixelAgentConfig, saved["config"], list(overrides))
     torch_device = resolve_device(device)
-    action_size = int(np.asarray(state["run"]["replay"]["action"]).shape[1])
-    image_shape = (3, cfg.env.image_size, cfg.env.image_size)
+    action_size, image_shape = int(saved["sizes"]["action_size"]), tuple(saved["sizes"]["image_shape"])
     world_model = WorldModel(cfg.model, action_size, image_shape).to(torch_device)
-    world_model.load_checkpoint_state(state["run"]["world_model"])
+    world_model.load_state_dict(saved["weights"])
     box = torch.ones(action_size, device=torch_device)
     generator = torch.Generator(device=torch_device).manual_seed(cfg.seed)
     planner = CEMPlanner(cfg.planner, low=-box, high=box, generator=generator)

@@ -28,7 +28,7 @@ import torch
 from worldmodel import runner
 from worldmodel.agents.common import resolve_device, seed_everything
 from worldmodel.agents.policies import StatePolicy
-from worldmodel.checkpoint import load_checkpoint
+from worldmodel.checkpoint import load_policy
 from worldmodel.config import check, load_config
 from worldmodel.data.transitions import TransitionBuffer
 from worldmodel.envs.state import StateEnvConfig, StateEnvSpec, make_state_envs, state_env_spec
@@ -41,7 +41,6 @@ from worldmodel.logging.progress import progress
 from worldmodel.logging.rollout import replay_state_episode
 from worldmodel.models.dynamics import DynamicsEnsemble, EnsembleConfig
 from worldmodel.planning.cem import CEMPlanner, PlannerConfig
-from worldmodel.runner import CHECKPOINT_NAME
 
 
 @dataclass
@@ -146,6 +145,10 @@ class StateRun(runner.RunState):
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.buffer.load_state_dict(state["buffer"])
+
+    def policy_state(self) -> dict[str, Any]:
+        sizes = {"obs_size": self.spec.obs_size, "action_size": self.spec.action_size}
+        return {"sizes": sizes, "weights": self.model.state_dict()}  # the normalisers are buffers of the model
 
 
 def build_model(cfg: StateAgentConfig, spec: StateEnvSpec, device: torch.device) -> DynamicsEnsemble:
@@ -345,21 +348,23 @@ def main(
     return runner.train(STATE_SPEC, config_path, overrides, logdir, resume)
 
 
-def load_agent(logdir: str | Path, checkpoint: str | Path | None = None, device: str = "auto") -> StatePolicy:
-    """A trained state agent from a run folder, ready to act.
+def load_agent(run: str | Path, policy_file: str | Path | None = None, device: str = "auto") -> StatePolicy:
+    """A trained state agent from a run folder's ``policy.pt`` (or the ``policy_file`` given, which may lie
+    anywhere), ready to act. Reads nothing else: neither the data nor the training checkpoint.
 
     The returned policy's ``make_env(num_envs=1, render_mode=None)`` builds the run's vector env
     (``render_mode="rgb_array"`` for videos).
     """
-    logdir = Path(logdir)
-    if not (logdir / "config.yaml").is_file():
-        raise UserError(f"{logdir} holds no run (no config.yaml)")
-    cfg = load_config(StateAgentConfig, logdir / "config.yaml")
-    state = load_checkpoint(Path(checkpoint) if checkpoint else logdir / CHECKPOINT_NAME, kind="state")
+    saved = load_policy(policy_file or run, kind="state")
+    cfg = load_config(StateAgentConfig, saved["config"])
     spec = state_env_spec(cfg.env.id)
+    if (spec.obs_size, spec.action_size) != (saved["sizes"]["obs_size"], saved["sizes"]["action_size"]):
+        raise UserError(
+            f"the policy's sizes {saved['sizes']} do not fit {cfg.env.id} (obs {spec.obs_size}, action {spec.action_size})"
+        )
     torch_device = resolve_device(device)
     model = build_model(cfg, spec, torch_device)
-    model.load_state_dict(state["run"]["model"])
+    model.load_state_dict(saved["weights"])
     generator = torch.Generator(device=torch_device).manual_seed(cfg.seed)
     planner = build_planner(cfg, spec, torch_device, generator)
 
