@@ -31,7 +31,7 @@ SWEEP = ROOT / "train" / "sweep.py"
 SMOKE = ROOT / "configs" / "state_smoke.yaml"
 NEVER = 100_000  # the trials' configured iterations: no trial can finish before the test stops it
 MORE = 2  # iterations each resumed trial runs past the furthest row logged before the stop
-PATIENCE = 300.0  # seconds for one step of a sweep (tens of seconds on a busy 2-core machine)
+PATIENCE = 300.0  # seconds allowed for one step of a sweep: many times what a busy 2-core machine needs
 OVERRIDES = ["logger=none", "env.episode_length=30", "model.train_steps=10", "planner.candidates=20"]
 OVERRIDES += ["planner.elites=4", "planner.iterations=1", f"train.iterations={NEVER}", "train.checkpoint_every=2"]
 OVERRIDES += ["train.video_every=0"]
@@ -122,8 +122,8 @@ def killed_sweep(tmp_path_factory) -> dict:
     log = out.with_name("sweep.log")
     with log.open("w") as f:
         process = subprocess.Popen(sweep_command(out), cwd=ROOT, env=environment(), stdout=f, stderr=subprocess.STDOUT)
+    logdirs = [out / f"seed{seed}" for seed in (0, 1)]
     try:
-        logdirs = [out / f"seed{seed}" for seed in (0, 1)]
         checkpoints = [logdir / "checkpoint.pt" for logdir in logdirs]
         wait_for(lambda: all(path.is_file() for path in checkpoints), process, "both trials' checkpoints", log)
         frozen = [freeze_past_checkpoint(logdir, process, log) for logdir in logdirs]
@@ -142,6 +142,10 @@ def killed_sweep(tmp_path_factory) -> dict:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=30)
+        for logdir in logdirs:  # a trial's process left stopped by a failure above
+            pid = agent_process(logdir)
+            if pid is not None and proc_state(pid) == "T":
+                os.kill(pid, signal.SIGKILL)
     assert process.returncode == 0, log.read_text()[-3000:]
     return {"out": out, "output": log.read_text(), "length": length, "frozen": frozen, "died": agent_died_with_worker}
 
@@ -159,6 +163,8 @@ def assert_resumed_from_checkpoint(logdir: Path, stop: dict, length: int) -> Non
 @pytest.mark.slow
 @pytest.mark.timeout(int(4 * PATIENCE))
 def test_sweep_runs_both_seeds_writes_the_report_and_a_rerun_redoes_nothing(killed_sweep):
+    """Both seeds end at the length they were cut to, the report covers both, and the same command
+    again starts nothing and changes no file but sweep.json."""
     out, length = killed_sweep["out"], killed_sweep["length"]
     for seed in (0, 1):
         rows = read_metrics(out / f"seed{seed}" / "metrics.jsonl")
@@ -186,6 +192,9 @@ def test_sweep_runs_both_seeds_writes_the_report_and_a_rerun_redoes_nothing(kill
 @pytest.mark.slow
 @pytest.mark.timeout(int(4 * PATIENCE))
 def test_stopped_trials_are_resumed_from_their_checkpoints(killed_sweep):
+    """seed1 (its Ray worker killed, its process dying with it) and seed0 (its process killed) are each
+    retried once with --resume and continue from their checkpoints: the rows up to them unchanged, the
+    rows logged after them dropped and logged again, each iteration once."""
     out, length = killed_sweep["out"], killed_sweep["length"]
     assert killed_sweep["died"], "the trial's process outlived its Ray worker"
     output = killed_sweep["output"]
@@ -204,6 +213,8 @@ def test_stopped_trials_are_resumed_from_their_checkpoints(killed_sweep):
 @pytest.mark.slow
 @pytest.mark.timeout(int(4 * PATIENCE))
 def test_ctrl_c_leaves_every_trial_resumable_and_the_same_command_finishes_them(tmp_path):
+    """Ctrl-C: the sweep exits 130 with every trial checkpointed and marked interrupted; the same
+    command resumes both from those checkpoints (the rows up to them unchanged) to their end."""
     out = tmp_path / "sweep"
     command = sweep_command(out)
 

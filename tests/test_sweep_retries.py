@@ -166,7 +166,8 @@ def test_a_dying_trial_is_resumed_at_most_max_retries_times_then_failed(fake_ray
     for name in ("seed0", "seed1"):
         assert started(ray, name) == ["fresh"] + ["resume"] * max_retries
         log = (ray.out / "logs" / f"{name}.log").read_text()
-        assert [line.split(":")[0] for line in log.splitlines()] == [f"== attempt {i}" for i in range(1, max_retries + 2)]
+        attempts = [line.split(":")[0] for line in log.splitlines()]
+        assert attempts == [f"== attempt {i}" for i in range(1, max_retries + 2)]
     assert ray.outcomes == {"seed0": [], "seed1": []}
 
 
