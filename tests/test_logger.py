@@ -4,6 +4,7 @@ no wandb folder with logger=none, the mode switch, resuming the same run id, rea
 from __future__ import annotations
 
 import json
+import struct
 import time
 import warnings
 
@@ -32,20 +33,58 @@ def frames(T: int = 7, H: int = 32, W: int = 48) -> np.ndarray:
     return np.stack([(x * 5 + t * 20) % 256, (y * 7) % 256, np.full_like(x, 128)], axis=-1).astype(np.uint8)
 
 
+BLOCK = 32768  # the .wandb file's block size
+
+
 def offline_run_dirs(logdir):
     return sorted((logdir / "wandb").glob("offline-run-*"))
 
 
-def wandb_records(path, timeout: float = 10.0) -> bytes:
-    """The offline run file's protobuf records (key names in the clear). wandb's service process may
-    write them a few milliseconds after ``finish()`` returns (the process's exit waits for it), so
-    wait until the file holds more than its 7-byte header and has stopped growing."""
+def read_wandb_file(path) -> list:
+    """The ``Record``s (wandb's protobuf) in an offline run's .wandb file, a LevelDB-style log: a 7-byte
+    file header, then chunks (4-byte checksum, 2-byte length, 1-byte type: 1 whole, 2 first, 3 middle,
+    4 last) in 32 KiB blocks whose tails under 7 bytes are padding. A chunk not written out yet ends it."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, records, pos, parts = path.read_bytes(), [], 7, b""
+    while pos + 7 <= len(data):
+        if BLOCK - pos % BLOCK < 7:
+            pos += BLOCK - pos % BLOCK
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if pos + 7 + length > len(data):
+            break
+        parts = (b"" if kind in (1, 2) else parts) + data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(parts)
+            records.append(record)
+    return records
+
+
+def wandb_records(path, timeout: float = 60.0) -> list:
+    """The offline run file's records once it is complete. wandb's service process writes the file
+    and may finish a moment after ``finish()`` returns (the process's exit waits for it), so wait
+    until the file ends with the run's ``exit`` record, the last one wandb writes."""
     deadline = time.monotonic() + timeout
-    size = -1
-    while (path.stat().st_size <= 7 or path.stat().st_size != size) and time.monotonic() < deadline:
-        size = path.stat().st_size
-        time.sleep(0.1)
-    return path.read_bytes()
+    while True:
+        records = read_wandb_file(path)
+        if records and records[-1].WhichOneof("record_type") == "exit":
+            return records
+        assert time.monotonic() < deadline, f"{path} has no exit record after {timeout} s"
+        time.sleep(0.05)
+
+
+def history(records) -> list[dict]:
+    """The rows wandb keeps, in the file's order: {key: value}, a media item's fields as "name.field",
+    wandb's own keys ("_step", "_runtime" ...) left out."""
+    rows = []
+    for record in records:
+        if record.WhichOneof("record_type") == "history":
+            items = {".".join(item.nested_key) or item.key: json.loads(item.value_json) for item in record.history.item}
+            rows.append({key: value for key, value in items.items() if not key.startswith("_")})
+    return rows
 
 
 def test_offline_wandb_run_gets_rows_images_and_videos(offline, tmp_path, capsys):
@@ -72,8 +111,12 @@ def test_offline_wandb_run_gets_rows_images_and_videos(offline, tmp_path, capsys
     assert (logdir / "media" / "openl_00000000.mp4").is_file()
     (run_dir,) = offline_run_dirs(logdir)
     assert run_dir.name.endswith(run.id) and (run_dir / f"run-{run.id}.wandb").is_file()
-    records = wandb_records(run_dir / f"run-{run.id}.wandb")
-    assert b"AverageReturn" in records and b"Iteration" in records, "rows missing from the offline run"
+    rows = history(wandb_records(run_dir / f"run-{run.id}.wandb"))  # numbers only: no bool, no None
+    assert [{k: v for k, v in row.items() if "." not in k} for row in rows] == [
+        {"Iteration": 0, "AverageReturn": 1.5},
+        {"Iteration": 1, "AverageReturn": 2.5},
+    ]
+    assert rows[0]["recon._type"] == "image-file" and rows[0]["openl._type"] == "video-file", rows[0]
     assert len(list(run_dir.glob("files/media/images/recon_*.png"))) == 1
     (video,) = run_dir.glob("files/media/videos/openl_*.mp4")
     assert iio.imread(video).shape == (7, 32, 48, 3)

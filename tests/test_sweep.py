@@ -1,7 +1,13 @@
-"""train/sweep.py on a local Ray: two seeds of the smoke config, one trial's Ray worker SIGKILLed
-mid-run. The sweep must finish both trials (the killed one resumed from its checkpoint, no metrics
-row twice), write report.md / report.json, and a second invocation must redo nothing. Ctrl-C
-leaves every trial resumable."""
+"""train/sweep.py on a local Ray: two seeds of the smoke config, both stopped mid-run once they have
+a checkpoint (seed1 by SIGKILLing its Ray worker, seed0 by SIGKILLing its process). The sweep must
+resume both from their checkpoints (the rows logged up to the checkpoint kept byte for byte, no
+metrics row twice), write report.md / report.json, and a second invocation must redo nothing.
+Ctrl-C leaves every trial resumable.
+
+No step races the clock: the trials are configured far longer than a test can run, each is frozen
+(SIGSTOP) before it is stopped, and its run folder's config.yaml (which --resume reads) is then cut
+to a few iterations past where it stands, so the resumed trials end soon. Every wait is on a
+condition, with a deadline a machine at half speed meets easily."""
 
 from __future__ import annotations
 
@@ -23,11 +29,12 @@ from worldmodel.sweep import Trial, parse_grid, sweep_trials
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = ROOT / "train" / "sweep.py"
 SMOKE = ROOT / "configs" / "state_smoke.yaml"
-ITERATIONS = 6
-# Small enough for a shared 2-core machine, long enough that the kill lands mid-run: the runs
-# checkpoint every 2 iterations, and the kill comes with the row after the first checkpoint logged.
+NEVER = 100_000  # the trials' configured iterations: no trial can finish before the test stops it
+MORE = 2  # iterations each resumed trial runs past the furthest row logged before the stop
+PATIENCE = 300.0  # seconds allowed for one step of a sweep: many times what a busy 2-core machine needs
 OVERRIDES = ["logger=none", "env.episode_length=30", "model.train_steps=10", "planner.candidates=20"]
-OVERRIDES += ["planner.elites=4", "planner.iterations=1", f"train.iterations={ITERATIONS}", "train.checkpoint_every=2"]
+OVERRIDES += ["planner.elites=4", "planner.iterations=1", f"train.iterations={NEVER}", "train.checkpoint_every=2"]
+OVERRIDES += ["train.video_every=0"]
 
 
 def environment() -> dict[str, str]:
@@ -37,8 +44,9 @@ def environment() -> dict[str, str]:
 
 def sweep_command(out: Path) -> list[str]:
     # Overrides before, between and after the flags (one right after --seeds' values): taken anywhere.
+    # Half a CPU per trial: both trials run at once on any machine, which the tests need.
     flags = ["--obs", "state", "--config", str(SMOKE), "--seeds", "0", "1", *OVERRIDES[2:4], "--out", str(out)]
-    return [sys.executable, str(SWEEP), *OVERRIDES[:2], *flags, *OVERRIDES[4:]]
+    return [sys.executable, str(SWEEP), *OVERRIDES[:2], *flags, "--cpus-per-run", "0.5", *OVERRIDES[4:]]
 
 
 def agent_process(logdir: Path) -> int | None:
@@ -55,15 +63,19 @@ def agent_process(logdir: Path) -> int | None:
     return None
 
 
-def gone(pid: int) -> bool:
+def proc_state(pid: int) -> str | None:
+    """The process's state letter from /proc (R, S, T stopped, Z zombie ...), None if it is gone."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
-        return True
-    return state == "Z"  # a zombie has exited; its new parent reaps it
+        return None
 
 
-def wait_for(condition, process: subprocess.Popen, what: str, log: Path, timeout: float = 240.0) -> None:
+def gone(pid: int) -> bool:
+    return proc_state(pid) in (None, "Z")  # a zombie has exited; its new parent reaps it
+
+
+def wait_for(condition, process: subprocess.Popen, what: str, log: Path, timeout: float = PATIENCE) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if process.poll() is not None:
@@ -74,52 +86,100 @@ def wait_for(condition, process: subprocess.Popen, what: str, log: Path, timeout
         time.sleep(0.05)
 
 
+def checkpoint_iteration(logdir: Path) -> int:
+    return load_checkpoint(logdir / "checkpoint.pt", kind="state")["run"]["counters"]["iteration"]
+
+
+def freeze_past_checkpoint(logdir: Path, process: subprocess.Popen, log: Path) -> dict:
+    """SIGSTOP the trial's process at a moment when it has logged a row past its last checkpoint
+    (those rows are the ones a resume must drop and redo) -> its pid, the checkpoint's iteration and
+    metrics.jsonl's bytes. It cannot move on while stopped, so what is read here is what a kill leaves."""
+    metrics = logdir / "metrics.jsonl"
+    while True:
+        pid = agent_process(logdir)
+        assert pid is not None, f"no training process for {logdir}"
+        os.kill(pid, signal.SIGSTOP)
+        wait_for(lambda: proc_state(pid) == "T", process, f"{logdir.name} to stop", log)
+        rows, checkpoint = len(read_metrics(metrics)), checkpoint_iteration(logdir)
+        if rows > checkpoint:
+            return {"pid": pid, "checkpoint": checkpoint, "rows": rows, "metrics": metrics.read_bytes()}
+        os.kill(pid, signal.SIGCONT)  # not past the checkpoint yet: let it log one more row
+        wait_for(lambda: len(read_metrics(metrics)) > rows, process, f"a row of {logdir.name} after {rows}", log)
+
+
+def cut_to(logdir: Path, iterations: int) -> None:
+    """Make the run in ``logdir`` end after ``iterations`` on its next --resume (its config.yaml)."""
+    from worldmodel.agents.state_agent import StateAgentConfig
+    from worldmodel.config import load_config, save_config
+
+    config = load_config(StateAgentConfig, logdir / "config.yaml", [f"train.iterations={iterations}"])
+    save_config(config, logdir / "config.yaml")
+
+
 @pytest.fixture(scope="module")
 def killed_sweep(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("sweep") / "smoke"
     log = out.with_name("sweep.log")
     with log.open("w") as f:
         process = subprocess.Popen(sweep_command(out), cwd=ROOT, env=environment(), stdout=f, stderr=subprocess.STDOUT)
+    logdirs = [out / f"seed{seed}" for seed in (0, 1)]
     try:
-        logdir = out / "seed1"
-        wait_for((logdir / "checkpoint.pt").is_file, process, "seed1's first checkpoint", log)
-        metrics = logdir / "metrics.jsonl"
-        rows_at_checkpoint = len(read_metrics(metrics))
-        wait_for(lambda: len(read_metrics(metrics)) > rows_at_checkpoint, process, "a row after it", log)
-        agent = agent_process(logdir)
-        assert agent is not None, "seed1 finished before it could be killed; make it longer"
-        worker = int(Path(f"/proc/{agent}/stat").read_text().rsplit(")", 1)[1].split()[1])  # its parent
-        rows_at_kill = len(read_metrics(metrics))
-        os.kill(worker, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while not gone(agent) and time.monotonic() < deadline:
+        checkpoints = [logdir / "checkpoint.pt" for logdir in logdirs]
+        wait_for(lambda: all(path.is_file() for path in checkpoints), process, "both trials' checkpoints", log)
+        frozen = [freeze_past_checkpoint(logdir, process, log) for logdir in logdirs]
+        length = max(stop["rows"] for stop in frozen) + MORE
+        for logdir in logdirs:
+            cut_to(logdir, length)
+        worker = int(Path(f"/proc/{frozen[1]['pid']}/stat").read_text().rsplit(")", 1)[1].split()[1])  # its parent
+        os.kill(worker, signal.SIGKILL)  # seed1: its Ray worker dies (the trial's process goes with it)
+        os.kill(frozen[0]["pid"], signal.SIGKILL)  # seed0: its process dies, the Ray worker lives on
+        deadline = time.monotonic() + 30
+        while not gone(frozen[1]["pid"]) and time.monotonic() < deadline:
             time.sleep(0.05)
-        agent_died_with_worker = gone(agent)
-        process.wait(timeout=300)
+        agent_died_with_worker = gone(frozen[1]["pid"])
+        process.wait(timeout=PATIENCE)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=30)
+        for logdir in logdirs:  # a trial's process left stopped by a failure above
+            pid = agent_process(logdir)
+            if pid is not None and proc_state(pid) == "T":
+                os.kill(pid, signal.SIGKILL)
     assert process.returncode == 0, log.read_text()[-3000:]
-    return {"out": out, "output": log.read_text(), "rows_at_kill": rows_at_kill, "died": agent_died_with_worker}
+    return {"out": out, "output": log.read_text(), "length": length, "frozen": frozen, "died": agent_died_with_worker}
+
+
+def assert_resumed_from_checkpoint(logdir: Path, stop: dict, length: int) -> None:
+    """The rows up to the checkpoint kept byte for byte (a run redone from its start would log them
+    again with other wall times), the rest logged once each, the run at its end."""
+    metrics = (logdir / "metrics.jsonl").read_bytes()
+    kept = stop["checkpoint"]
+    assert metrics.splitlines(keepends=True)[:kept] == stop["metrics"].splitlines(keepends=True)[:kept]
+    assert [row["Iteration"] for row in read_metrics(logdir / "metrics.jsonl")] == list(range(length))
+    assert checkpoint_iteration(logdir) == length
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(int(4 * PATIENCE))
 def test_sweep_runs_both_seeds_writes_the_report_and_a_rerun_redoes_nothing(killed_sweep):
-    out = killed_sweep["out"]
+    """Both seeds end at the length they were cut to, the report covers both, and the same command
+    again starts nothing and changes no file but sweep.json."""
+    out, length = killed_sweep["out"], killed_sweep["length"]
     for seed in (0, 1):
         rows = read_metrics(out / f"seed{seed}" / "metrics.jsonl")
-        assert [row["Iteration"] for row in rows] == list(range(ITERATIONS))
+        assert [row["Iteration"] for row in rows] == list(range(length))
         assert (out / f"seed{seed}" / "config.yaml").read_text().startswith(f"seed: {seed}\n")
     report = json.loads((out / "report.json").read_text())
     (row,) = report["rows"]  # one grid point, two seeds
-    assert row["runs"] == 2 and sorted(row["seeds"]) == [0, 1] and row["final_iteration"] == [ITERATIONS - 1]
+    assert row["runs"] == 2 and sorted(row["seeds"]) == [0, 1] and row["final_iteration"] == [length - 1]
     assert len(row["final_returns"]) == 2 and (out / "report.md").is_file()
     assert f"report in {out / 'report.md'}" in killed_sweep["output"]
 
     before = {path: path.stat().st_mtime_ns for path in out.rglob("*") if path.is_file() and "report" not in path.name}
-    again = subprocess.run(sweep_command(out), cwd=ROOT, env=environment(), capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        sweep_command(out), cwd=ROOT, env=environment(), capture_output=True, text=True, timeout=PATIENCE
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "2 of 2 trials finished earlier, skipped" in again.stdout and "started" not in again.stdout
     after = {path: path.stat().st_mtime_ns for path in before}
@@ -130,32 +190,33 @@ def test_sweep_runs_both_seeds_writes_the_report_and_a_rerun_redoes_nothing(kill
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(400)
-def test_a_killed_worker_is_resumed_from_its_checkpoint(killed_sweep):
-    out = killed_sweep["out"]
+@pytest.mark.timeout(int(4 * PATIENCE))
+def test_stopped_trials_are_resumed_from_their_checkpoints(killed_sweep):
+    """seed1 (its Ray worker killed, its process dying with it) and seed0 (its process killed) are each
+    retried once with --resume and continue from their checkpoints: the rows up to them unchanged, the
+    rows logged after them dropped and logged again, each iteration once."""
+    out, length = killed_sweep["out"], killed_sweep["length"]
     assert killed_sweep["died"], "the trial's process outlived its Ray worker"
-    assert 0 < killed_sweep["rows_at_kill"] < ITERATIONS
-    assert "seed1 stopped (WorkerCrashedError); resuming it" in killed_sweep["output"]
+    output = killed_sweep["output"]
+    assert "seed1 stopped (WorkerCrashedError); resuming it" in output
+    assert "seed0 stopped (exit -9); resuming it" in output
     state = json.loads((out / "sweep.json").read_text())["trials"]
-    assert state["seed0"]["attempts"] == 1 and state["seed1"]["attempts"] == 2
-    log = (out / "logs" / "seed1.log").read_text()
-    assert f"--resume {out / 'seed1'}" in log
-    rows = read_metrics(out / "seed1" / "metrics.jsonl")
-    assert [row["Iteration"] for row in rows] == list(range(ITERATIONS))  # each row once
-    counters = load_checkpoint(out / "seed1" / "checkpoint.pt", kind="state")["run"]["counters"]
-    assert counters["iteration"] == ITERATIONS
+    assert state["seed0"]["attempts"] == 2 and state["seed1"]["attempts"] == 2
+    for seed, stop in enumerate(killed_sweep["frozen"]):
+        assert 0 < stop["checkpoint"] < stop["rows"] < length  # rows past the checkpoint were dropped and redone
+        assert f"== attempt 2: {sys.executable} -m worldmodel.cli --obs state --resume {out / f'seed{seed}'}\n" in (
+            out / "logs" / f"seed{seed}.log"
+        ).read_text()
+        assert_resumed_from_checkpoint(out / f"seed{seed}", stop, length)
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(int(4 * PATIENCE))
 def test_ctrl_c_leaves_every_trial_resumable_and_the_same_command_finishes_them(tmp_path):
+    """Ctrl-C: the sweep exits 130 with every trial checkpointed and marked interrupted; the same
+    command resumes both from those checkpoints (the rows up to them unchanged) to their end."""
     out = tmp_path / "sweep"
-    command = [sys.executable, str(SWEEP), "--config", str(SMOKE), "--seeds", "0", "1", "--out", str(out)]
-    # Long enough that neither trial can finish between its first checkpoint and the Ctrl-C reaching it
-    # (driver -> Ray cancel -> SIGTERM takes a second or two on a busy machine; 8 iterations did not).
-    iterations = 40
-    command += ["logger=none", "env.episode_length=20", "model.train_steps=10", f"train.iterations={iterations}"]
-    command += ["train.video_every=0"]
+    command = sweep_command(out)
 
     def like_a_terminal() -> None:  # its own process group, Ctrl-C not ignored (as in a background job)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -167,25 +228,32 @@ def test_ctrl_c_leaves_every_trial_resumable_and_the_same_command_finishes_them(
             command, cwd=ROOT, env=environment(), stdout=f, stderr=subprocess.STDOUT, preexec_fn=like_a_terminal
         )
     try:
-        checkpoints = [out / f"seed{seed}" / "checkpoint.pt" for seed in (0, 1)]
+        logdirs = [out / f"seed{seed}" for seed in (0, 1)]
+        checkpoints = [logdir / "checkpoint.pt" for logdir in logdirs]
         wait_for(lambda: all(path.is_file() for path in checkpoints), process, "both trials' checkpoints", log)
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
-        assert process.wait(timeout=150) == 130, log.read_text()[-3000:]
+        assert process.wait(timeout=PATIENCE) == 130, log.read_text()[-3000:]
     finally:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=30)
     state = json.loads((out / "sweep.json").read_text())["trials"]
     assert {entry["status"] for entry in state.values()} == {"interrupted"}, state
-    for seed in (0, 1):
-        assert "interrupted: checkpoint saved" in (out / "logs" / f"seed{seed}.log").read_text()
+    stops = []
+    for logdir in logdirs:
+        assert "interrupted: checkpoint saved" in (out / "logs" / f"{logdir.name}.log").read_text()
+        rows, metrics = len(read_metrics(logdir / "metrics.jsonl")), (logdir / "metrics.jsonl").read_bytes()
+        stops.append({"checkpoint": checkpoint_iteration(logdir), "rows": rows, "metrics": metrics})
+        assert stops[-1]["checkpoint"] > 0
+    length = max(stop["rows"] for stop in stops) + MORE
+    for logdir in logdirs:
+        cut_to(logdir, length)
 
-    again = subprocess.run(command, cwd=ROOT, env=environment(), capture_output=True, text=True, timeout=240)
+    again = subprocess.run(command, cwd=ROOT, env=environment(), capture_output=True, text=True, timeout=PATIENCE)
     assert again.returncode == 0, again.stdout[-3000:]
     assert again.stdout.count(" resumed (attempt 2)") == 2, again.stdout
-    for seed in (0, 1):
-        rows = read_metrics(out / f"seed{seed}" / "metrics.jsonl")
-        assert [row["Iteration"] for row in rows] == list(range(iterations))
+    for logdir, stop in zip(logdirs, stops):
+        assert_resumed_from_checkpoint(logdir, stop, length)
 
 
 def test_trials_are_the_cross_product_of_grid_and_seeds():
