@@ -6,12 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "bench_pixels.py"
 KEYS = {"plan_ms_1env", "plan_ms_8env", "plan_gflops", "peak_gflops", "train_step_ms", "env_fps_1", "env_fps_8",
         "e2e_env_steps_per_s", "device"}
 
 
+@pytest.mark.slow
 def test_quick_cpu_run_prints_every_figure_as_json_last():
     env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "OMP_NUM_THREADS": "1"}
     smoke = str(ROOT / "configs" / "pixels_smoke.yaml")
@@ -28,6 +31,7 @@ def test_quick_cpu_run_prints_every_figure_as_json_last():
     assert figures["e2e_agent_steps"] == 2  # the quick run's short episode
 
 
+@pytest.mark.slow
 def test_gpu_measure_script_returns_the_bench_and_the_run_under_out(tmp_path):
     """scripts/gpu_measure.sh, the one device command for the GPU figures, at tiny sizes on the CPU."""
     out = tmp_path / "out"

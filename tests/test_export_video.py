@@ -14,6 +14,10 @@ import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported: headless rendering
 
+# Loading a pixel agent here imports triton's LLVM, which must come before the filming tests' EGL context
+# (see worldmodel/models/world_model.py), so it is imported before any test runs.
+from worldmodel.agents.pixel_agent import load_agent  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 EXPORT = REPO / "scripts" / "export_video.py"
 EVALUATE = REPO / "scripts" / "evaluate_pixels.py"
@@ -143,14 +147,23 @@ def test_record_state_episode_films_one_frame_per_step():
     from worldmodel.envs.state import StateEnvConfig, make_state_envs
     from worldmodel.logging.rollout import record_state_episode
 
-    envs = make_state_envs(StateEnvConfig(id="HalfCheetah-v5", num_envs=1, episode_length=6))
+    actions = np.random.default_rng(0).uniform(-1, 1, size=(6, 1, 6)).astype(np.float32)  # (T, B, A)
+    config = StateEnvConfig(id="HalfCheetah-v5", num_envs=1, episode_length=6)
+    envs = make_state_envs(config)
     try:
-        rollout = record_state_episode(envs, lambda obs: np.zeros((1, 6), np.float32), seed=0, size=64)
+        step = iter(actions)
+        rollout = record_state_episode(envs, lambda obs: next(step), seed=0, size=64)
     finally:
         envs.close()
     assert rollout.frames.shape == (6, 64, 64, 3) and rollout.frames.dtype == np.uint8
     assert rollout.rewards.shape == (6,) and rollout.fps == 20
-    assert rollout.episode_return == pytest.approx(rollout.rewards.sum())
+    # The same episode stepped by hand in a fresh env: its rewards as env.step returns them.
+    envs = make_state_envs(config)
+    envs.reset(seed=0)
+    expected = [envs.step(action)[1][0] for action in actions]
+    envs.close()
+    np.testing.assert_allclose(rollout.rewards, expected, rtol=1e-12)
+    assert rollout.episode_return == pytest.approx(sum(expected))
     assert rollout.frames.std() > 10  # the scene, not a blank image
 
 
@@ -195,16 +208,36 @@ def test_record_pixel_episode_side_by_side():
 def test_evaluate_pixels_plays_the_episodes_with_the_planner_asked_for(pixel_run):
     import json
 
+    import numpy as np
+
     result = run([EVALUATE, "--run", pixel_run, "--episodes", 3, "--envs", 2, "planner.candidates=12"])
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert len(summary["returns"]) == 3 and summary["planner"].startswith("cem 12 x H3")
-    assert summary["mean"] == pytest.approx(sum(summary["returns"]) / 3)
     assert len(re.findall(r"^episode \d+: return", result.stdout, re.M)) == 3
+    # The same episodes played here by the loaded agent with that planner (2 envs from seed 1000, then 1 from
+    # seed 1002, the script's defaults), their returns summed from the rewards env.step gives.
+    policy = load_agent(pixel_run, device="cpu", overrides=["planner.candidates=12"])
+    expected = []
+    for count, seed in ((2, 1000), (1, 1002)):
+        envs = policy.make_envs(num_envs=count, seed=seed)
+        try:
+            policy.reset()
+            obs, total, done = envs.reset(), np.zeros(count), np.zeros(count, dtype=bool)
+            while not done.all():
+                obs, reward, now_done = envs.step(policy.act(obs))
+                total += np.where(done, 0.0, reward)
+                done |= now_done
+        finally:
+            envs.close()
+        expected += total.tolist()
+    np.testing.assert_allclose(summary["returns"], expected, rtol=1e-6)
+    assert summary["mean"] == pytest.approx(np.mean(expected)) and summary["std"] == pytest.approx(np.std(expected))
 
 
-def test_evaluate_pixels_changes_only_the_planner(pixel_run):
-    result = run([EVALUATE, "--run", pixel_run, "model.belief_size=8"])
+def test_evaluate_pixels_changes_only_the_planner(tmp_path):
+    """Refused before any run is read, so a folder without a run (no training needed) shows it."""
+    result = run([EVALUATE, "--run", tmp_path, "model.belief_size=8"], timeout=120)
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         "error: only planner.* and model.plan_sample can change for evaluation, got model.belief_size=8"
     ]

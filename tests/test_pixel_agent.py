@@ -271,17 +271,40 @@ def test_smoke_run_writes_config_metrics_media_and_learns(smoke_run):
 
 @pytest.mark.slow
 def test_load_agent_acts_and_reconstructs(smoke_run):
+    """The loaded world model holds the checkpoint's tensors, and the policy acts and reconstructs as the
+    run's own model does (built from config.yaml and the checkpoint's weights, its planner and generator
+    seeded with the run's seed) on the same frames of the run's env."""
+    from worldmodel.agents.pixel_agent import PixelAgentConfig
+    from worldmodel.checkpoint import load_checkpoint
+    from worldmodel.config import load_config
+
     policy = load_agent(smoke_run, device="cpu")
+    saved = load_checkpoint(smoke_run / "checkpoint.pt", kind="pixels")["run"]["world_model"]["model"]
+    loaded = policy.world_model.state_dict()
+    assert set(loaded) == set(saved)
+    for name, tensor in saved.items():
+        torch.testing.assert_close(loaded[name], tensor, rtol=0, atol=0, msg=name)
+
+    cfg = load_config(PixelAgentConfig, smoke_run / "config.yaml")
+    model = WorldModel(cfg.model, action_size=1, image_shape=(3, cfg.env.image_size, cfg.env.image_size))
+    model.load_state_dict(saved)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    planner = CEMPlanner(cfg.planner, -torch.ones(1), torch.ones(1), generator=generator)
+    reference = PixelPolicy(model, planner, generator=generator)
     envs = policy.make_envs(num_envs=2, seed=3)
     try:
         obs = envs.reset()
+        assert obs.shape == (2, 3, cfg.env.image_size, cfg.env.image_size) and obs.dtype == np.uint8
         policy.reset()
-        actions = policy.act(obs)
-        assert actions.shape == (2, 1) and np.abs(actions).max() <= 1.0
-        seen = policy.reconstruct()
-        assert seen.shape == obs.shape and seen.dtype == np.uint8
-        obs, reward, done = envs.step(actions)
-        assert policy.act(obs).shape == (2, 1)
+        reference.reset()
+        for _ in range(2):  # the second step filters the first action and plans from a moved-on generator
+            actions = policy.act(obs)
+            assert actions.shape == (2, 1) and np.abs(actions).max() <= 1.0
+            np.testing.assert_array_equal(actions, reference.act(obs))
+            seen = policy.reconstruct()
+            assert seen.shape == obs.shape and seen.dtype == np.uint8
+            np.testing.assert_array_equal(seen, reference.reconstruct())
+            obs, reward, done = envs.step(actions)
     finally:
         envs.close()
 
@@ -330,6 +353,7 @@ def test_two_envs_in_workers_train_and_resume(tmp_path):
     assert "AverageReturn" in rows[1]
 
 
+@pytest.mark.slow
 def test_evaluation_plays_its_episodes_in_its_own_batch_of_envs():
     """train.eval_envs: evaluation plans for its own batch of worker envs in one call per step (the
     collection env stays single), and closing the run ends those workers."""

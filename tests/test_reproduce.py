@@ -78,7 +78,16 @@ def test_table_json_schema_and_run_folders(tiny_table):
         assert (logdir / "checkpoint.pt").is_file() and (logdir / "itr_1_loss_curve.png").is_file()
     saved = yaml.safe_load((tiny_table / "cem_h1_seed0" / "config.yaml").read_text())
     assert saved["planner"]["horizon"] == 1 and saved["env"]["id"] == "cheetah-cs285"
-    assert len(table["findings"]) == 3 and all(isinstance(ok, bool) for ok in table["findings"].values())
+    # The findings, worked out here from the table's own means and random-policy returns.
+    means = {row["name"]: row["mean"] for row in table["rows"]}
+    randoms = [row["random_policy_return"] for row in table["rows"]]
+    assert all(isinstance(r, float) for r in randoms)
+    random = sum(randoms) / len(randoms)
+    assert table["findings"] == {
+        "cem > rs > random policy": means["cem"] > means["rs"] > random,
+        "cem_h1 far below rs and cem (below the random policy)": means["cem_h1"] < random,
+        "cem_k50 between rs and cem": means["rs"] < means["cem_k50"] < means["cem"],
+    }
     assert (tiny_table / "table.md").read_text().count("| ") > 10
     assert (tiny_table / "returns.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -114,6 +123,54 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch):
     assert iterations == [0, 1]  # resumed, no duplicated row
     names = [row["name"] for row in json.loads((out / "table.json").read_text())["rows"]]
     assert names == ["rs_itr0", "rs_itr0_mse", "rs_nodelta_itr0", "rs_nodelta_itr0_mse"]
+
+
+def finding_rows(means: dict[str, float | None], randoms: tuple[float, ...] = (-300.0,)) -> list[dict]:
+    """Table rows as ``table_rows`` gives them: the means by name, the random-policy returns spread over them."""
+    rows = [{"name": name, "mean": mean, "random_policy_return": None} for name, mean in means.items()]
+    for row, random in zip(rows, randoms):
+        row["random_policy_return"] = random
+    return rows
+
+
+SEED001_CLAIMS = ["cem > rs > random policy", "cem_h1 far below rs and cem (below the random policy)",
+                  "cem_k50 between rs and cem"]
+SEED001_MEANS = {"rs": 800.0, "cem": 2000.0, "cem_h1": -20000.0, "cem_k50": 1200.0}
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({}, (True, True, True)),  # the seed's own ordering
+        ({"rs": -400.0}, (False, True, True)),  # rs below the random policy
+        ({"cem": 700.0, "cem_k50": 750.0}, (False, True, False)),  # cem below rs
+        ({"cem_h1": 0.0}, (True, False, True)),  # horizon 1 above the random policy
+        ({"cem_k50": 2100.0}, (True, True, False)),  # 50 candidates better than 1000
+        ({"cem_k50": 700.0}, (True, True, False)),  # 50 candidates worse than random shooting
+    ],
+)
+def test_check_findings_on_means_with_known_answers(change, expected):
+    """check_findings on hand-made means: each of seed 001's claims holds or fails as it should."""
+    rows = finding_rows({**SEED001_MEANS, **change})
+    assert reproduce.check_findings(reproduce.SEED001, rows) == dict(zip(SEED001_CLAIMS, expected))
+
+
+def test_check_findings_averages_the_random_policy_and_waits_for_missing_rows():
+    seed000 = reproduce.SEED000
+    means = {"rs_itr0": -250.0, "rs_itr0_mse": 0.3, "rs_nodelta_itr0": 100.0, "rs_nodelta_itr0_mse": 0.5}
+    claim = "rs_itr0 > random policy"
+    # The random policy's return is the mean over the rows that measured one: -300 here, then -200.
+    assert reproduce.check_findings(seed000, finding_rows(means, (-100.0, -500.0))) == {claim: True}
+    assert reproduce.check_findings(seed000, finding_rows(means, (-100.0, -300.0))) == {claim: False}
+    assert reproduce.check_findings(seed000, finding_rows({**means, "rs_itr0": -150.0}, (-100.0, -300.0))) == {
+        claim: True
+    }
+    # Not measured yet: a row without a mean, or no random-policy return at all.
+    assert reproduce.check_findings(seed000, finding_rows({**means, "rs_nodelta_itr0": None})) == {claim: None}
+    assert reproduce.check_findings(seed000, finding_rows(means, ())) == {claim: None}
+    assert reproduce.check_findings(reproduce.SEED001, finding_rows({**SEED001_MEANS, "cem": None})) == dict.fromkeys(
+        SEED001_CLAIMS
+    )
 
 
 def test_bad_input_is_one_error_line(tmp_path, capsys):

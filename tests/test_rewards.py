@@ -1,4 +1,5 @@
-"""The torch rewards equal the environments' own rewards on real MuJoCo transitions."""
+"""The torch rewards equal the environments' own rewards on real MuJoCo transitions, and the homework
+cheetah's reward is the published one (CS285 hw4 ``get_reward``) read from MuJoCo's named joints."""
 
 from __future__ import annotations
 
@@ -10,8 +11,21 @@ from worldmodel.envs.state import SUPPORTED, StateEnvConfig, make_state_envs, st
 from worldmodel.errors import UserError
 
 
+def homework_reward(data) -> float:
+    """berkeleydeeprlcourse/homework_fall2023 hw4 cs285/envs/cheetah/cheetah.py ``get_reward``, written from
+    its definition on MuJoCo's named joints (not from observation indices): the forward velocity
+    (``xvel``, the root slide joint's velocity) minus 10 for each front joint past its range
+    (front thigh > 0.2, front shin > 0, front foot > 0)."""
+    xvel = float(data.joint("rootx").qvel[0])
+    penalty = 10.0 * sum(
+        float(data.joint(name).qpos[0] > limit) for name, limit in (("fthigh", 0.2), ("fshin", 0.0), ("ffoot", 0.0))
+    )
+    return xvel - penalty
+
+
 def real_transitions(env_id: str, steps: int = 60, num_envs: int = 2, seed: int = 0):
-    """Random-action transitions from the real env: obs, actions, next_obs (T, B, ...), rewards (T, B)."""
+    """Random-action transitions from the real env: obs, actions, next_obs (T, B, ...), rewards (T, B) as
+    ``env.step`` returned them, and the homework reward of each env's simulator state after the step (T, B)."""
     envs = make_state_envs(StateEnvConfig(id=env_id, num_envs=num_envs, episode_length=steps))
     rng = np.random.default_rng(seed)
     obs, _ = envs.reset(seed=seed)
@@ -19,7 +33,8 @@ def real_transitions(env_id: str, steps: int = 60, num_envs: int = 2, seed: int 
     for _ in range(steps):
         actions = rng.uniform(-1, 1, size=(num_envs, 6))
         next_obs, rewards, terminated, truncated, _ = envs.step(actions)
-        records.append((obs, actions, next_obs, rewards))
+        homework = [homework_reward(env.unwrapped.data) for env in envs.envs]  # (B,)
+        records.append((obs, actions, next_obs, rewards, homework))
         obs = next_obs
     envs.close()
     return [torch.as_tensor(np.stack(x), dtype=torch.float64) for x in zip(*records)]
@@ -27,21 +42,39 @@ def real_transitions(env_id: str, steps: int = 60, num_envs: int = 2, seed: int 
 
 @pytest.mark.parametrize("env_id", list(SUPPORTED))
 def test_reward_fn_matches_env_step(env_id):
-    obs, actions, next_obs, rewards = real_transitions(env_id)
+    """The torch reward on (obs, action, next_obs) equals the reward ``env.step`` returned: gymnasium's own
+    HalfCheetah-v5, and for cheetah-cs285 also the homework's definition read from the simulator."""
+    obs, actions, next_obs, rewards, homework = real_transitions(env_id, steps=150)
     predicted = state_env_spec(env_id).reward_fn(obs, actions, next_obs)  # (T, B)
     assert predicted.shape == rewards.shape
     torch.testing.assert_close(predicted, rewards, rtol=1e-6, atol=1e-6)
     assert rewards.std() > 0.01  # a real signal, not a constant both sides agree on
+    if env_id == "cheetah-cs285":
+        # The env's reward is the project's copy of the homework's: check it against the published definition.
+        torch.testing.assert_close(rewards, homework, rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(predicted, homework, rtol=1e-6, atol=1e-6)
 
 
 def test_cheetah_cs285_penalties_fire():
-    # Random actions bend the front joints past their ranges: the -10 penalties must be part of what is checked.
-    obs, actions, next_obs, rewards = real_transitions("cheetah-cs285", steps=100)
-    assert (rewards < -5).any() and (rewards > -5).any()
+    """On the transitions test_reward_fn_matches_env_step checks (same seeds, envs and steps), random actions
+    bend each front joint both past its range and not, several times within 0.05 of the threshold: every
+    -10 penalty of the homework's reward is exercised, so a wrong threshold shows there."""
+    envs = make_state_envs(StateEnvConfig(id="cheetah-cs285", num_envs=2, episode_length=150))
+    rng = np.random.default_rng(0)
+    envs.reset(seed=0)
+    joints = []
+    for _ in range(150):
+        envs.step(rng.uniform(-1, 1, size=(2, 6)))
+        joints += [[env.unwrapped.data.joint(n).qpos[0] for n in ("fthigh", "fshin", "ffoot")] for env in envs.envs]
+    envs.close()
+    joints = np.array(joints)  # (T * B, 3)
+    for column, limit in zip(joints.T, (0.2, 0.0, 0.0)):
+        assert (column > limit).any() and (column <= limit).any(), limit
+        assert (np.abs(column - limit) < 0.05).sum() >= 5, limit  # values near the threshold are checked too
 
 
 def test_cheetah_cs285_observation_layout():
-    obs, _, next_obs, _ = real_transitions("cheetah-cs285", steps=5, num_envs=1)
+    obs, _, next_obs, _, _ = real_transitions("cheetah-cs285", steps=5, num_envs=1)
     assert obs.shape[-1] == 21
     dt = 0.01  # one simulator step per action
     # qpos[0] moves by about qvel[0] * dt
@@ -51,11 +84,22 @@ def test_cheetah_cs285_observation_layout():
     torch.testing.assert_close(next_obs[..., 18], obs[..., 0], atol=1e-9, rtol=0)
 
 
-def test_rewards_broadcast_over_ensemble_and_candidates():
-    spec = state_env_spec("HalfCheetah-v5")
-    obs = torch.randn(3, 10, 18)  # (E, B*N, S)
-    actions = torch.rand(10, 6)  # (B*N, A), shared by the members
-    assert spec.reward_fn(obs, actions, obs + 1).shape == (3, 10)
+@pytest.mark.parametrize("env_id", list(SUPPORTED))
+def test_rewards_broadcast_over_ensemble_and_candidates(env_id):
+    """The planner's call, (E, B*N, S) states with (B*N, A) actions shared by the members: each entry is the
+    reward of that member's state with that candidate's action, as if computed alone."""
+    spec = state_env_spec(env_id)
+    generator = torch.Generator().manual_seed(0)
+    obs = torch.randn(3, 10, spec.obs_size, generator=generator, dtype=torch.float64)  # (E, B*N, S)
+    next_obs = torch.randn(3, 10, spec.obs_size, generator=generator, dtype=torch.float64)  # (E, B*N, S)
+    actions = torch.rand(10, 6, generator=generator, dtype=torch.float64) * 2 - 1  # (B*N, A)
+    rewards = spec.reward_fn(obs, actions, next_obs)  # (E, B*N)
+    assert rewards.shape == (3, 10)
+    alone = torch.stack([
+        torch.stack([spec.reward_fn(obs[e, i], actions[i], next_obs[e, i]) for i in range(10)]) for e in range(3)
+    ])  # (E, B*N), one transition at a time
+    torch.testing.assert_close(rewards, alone, rtol=0, atol=1e-12)
+    assert rewards.std(dim=0).min() > 0 and rewards.std(dim=1).min() > 0  # members and candidates differ
 
 
 def test_unknown_env_id_lists_supported():

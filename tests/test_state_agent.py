@@ -89,7 +89,52 @@ def test_replayed_episode_looks_like_the_played_one():
         # After a step, MuJoCo's derived positions (what a live render shows) lag qpos by one physics
         # substep; the replay renders qpos itself, so later frames differ by a few grey levels at most.
         assert difference.max() < 8, (env_id, difference)
-        assert replayed.episode_return == pytest.approx(played.episode_return)
+        # Its return is the rewards it is handed; test_eval_video_films_and_scores_the_first_reported_episode
+        # checks the return the training loop reports against env.step.
+
+
+def test_eval_video_films_and_scores_the_first_reported_episode():
+    """log_eval_video on two played episodes: the frames it logs are those of the first episode as filmed
+    live while it was played, and the return it reports is that episode's return as env.step gave it."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from worldmodel.agents.state_agent import log_eval_video
+    from worldmodel.envs.state import StateEnvConfig, make_state_envs
+    from worldmodel.envs.state_episodes import Episodes
+    from worldmodel.logging.rollout import record_state_episode
+
+    cfg = StateEnvConfig(id="cheetah-cs285", num_envs=1, episode_length=10)
+    rng = np.random.default_rng(1)
+    played, fields = [], []
+    for seed in (3, 4):
+        envs = make_state_envs(cfg)
+        seen, actions = [], []
+
+        def act(obs):
+            seen.append(obs[0].copy())
+            actions.append(rng.uniform(-1, 1, size=(1, 6)).astype(np.float32))
+            return actions[-1]
+
+        played.append(record_state_episode(envs, act, seed=seed))  # rewards as env.step returned them
+        envs.close()
+        obs = np.stack(seen)  # (T, S)
+        next_obs = np.concatenate([obs[1:], obs[-1:]])  # (T, S); only obs is replayed
+        fields.append((obs, np.concatenate(actions), next_obs, played[-1].rewards))
+    episodes = Episodes(*(np.stack(field) for field in zip(*fields)))  # (2, T, ...)
+    assert abs(played[0].episode_return - played[1].episode_return) > 1  # the two are told apart
+
+    logged = []
+    logger = SimpleNamespace(video=lambda name, frames, step, fps: logged.append((name, frames, step, fps)))
+    run = SimpleNamespace(cfg=SimpleNamespace(env=replace(cfg, num_envs=3)), iteration=4)
+    reported = log_eval_video(run, logger, episodes)
+    assert reported == pytest.approx(played[0].episode_return, abs=1e-4)  # float32 rewards in Episodes
+    [(name, frames, step, fps)] = logged
+    assert (name, step, fps) == ("eval_episode", 4, 100)
+    assert frames.shape == played[0].frames.shape == (10, 256, 256, 3)
+    for i, live in enumerate(played):
+        difference = np.abs(frames.astype(int) - live.frames.astype(int)).mean(axis=(1, 2, 3))  # (T,)
+        assert (difference.max() < 8) == (i == 0), (i, difference)
 
 
 @pytest.mark.slow
@@ -103,14 +148,39 @@ def test_resume_continues_without_duplicate_rows(smoke_run, tmp_path):
 
 @pytest.mark.slow
 def test_load_agent_acts_in_its_env(smoke_run):
+    """The loaded model holds the checkpoint's tensors, and the policy plans what the run's own model and
+    planner (built from config.yaml and the checkpoint's weights, the generator seeded with the run's seed)
+    plan for the same states, in the run's env."""
+    from worldmodel.agents.state_agent import StateAgentConfig, build_model, build_planner
+    from worldmodel.checkpoint import load_checkpoint
+    from worldmodel.config import load_config
+
     policy = load_agent(smoke_run, device="cpu")
+    saved = load_checkpoint(smoke_run / "checkpoint.pt", kind="state")["run"]["model"]
+    loaded = policy.model.state_dict()
+    assert set(loaded) == set(saved)
+    for name, tensor in saved.items():
+        torch.testing.assert_close(loaded[name], tensor, rtol=0, atol=0, msg=name)
+
+    cfg = load_config(StateAgentConfig, smoke_run / "config.yaml")
+    spec = state_env_spec(cfg.env.id)
+    model = build_model(cfg, spec, torch.device("cpu"))
+    model.load_state_dict(saved)
+    planner = build_planner(cfg, spec, torch.device("cpu"), torch.Generator().manual_seed(cfg.seed))
+    reference = StatePolicy(model, planner, spec)
     envs = policy.make_env(num_envs=2)
-    obs, _ = envs.reset(seed=0)
-    policy.reset()
-    actions = policy.act(obs)
-    assert actions.shape == (2, 6) and np.all(np.abs(actions) <= 1)
-    envs.step(actions)
-    envs.close()
+    try:
+        assert envs.envs[0].spec.id == cfg.env.id and envs.num_envs == 2
+        obs, _ = envs.reset(seed=0)
+        policy.reset()
+        reference.reset()
+        for _ in range(2):  # the second step plans after a first one (warm start, generator moved on)
+            actions = policy.act(obs)
+            assert actions.shape == (2, 6) and np.all(np.abs(actions) <= 1)
+            np.testing.assert_array_equal(actions, reference.act(obs))
+            obs, *_ = envs.step(actions)
+    finally:
+        envs.close()
 
 
 def test_trim_metrics_drops_rows_past_the_checkpoint(tmp_path):
