@@ -158,6 +158,9 @@ class RunState:
         and ``weights`` (the model's state dict, normalisation statistics included)."""
         raise NotImplementedError
 
+    def attach(self, logdir: Path) -> None:
+        """The run folder exists now: keep files in it beside the checkpoint (the pixel replay); no-op here."""
+
     def close(self) -> None:
         """Close the envs (worker processes, renderers)."""
         self.envs.close()
@@ -269,6 +272,7 @@ def train(
         if resume is not None:
             # A run killed before its first checkpoint starts over; rows past the checkpoint are redone.
             spec.trim_metrics(logdir / "metrics.jsonl", spec.progress(run) if checkpoint else -1)
+        run.attach(logdir)
         print(f"{spec.describe(run)}, logging to {logdir}", flush=True)
         resumed = resume is not None
         with Logger(logdir, backend=cfg.logger, wandb_cfg=cfg.wandb, config=to_dict(cfg), resume=resumed) as logger:

@@ -76,6 +76,7 @@ class PixelRun(runner.RunState):
         self.env_steps = 0  # environment steps of training episodes, action repeat included
         self.train_steps = 0  # gradient steps
         self.eval_envs: PixelEnvs | None = None  # evaluation's own batch (train.eval_envs), made when first used
+        self._replay_states: dict[str, dict[str, Any]] = {}  # a checkpoint's episode counts, read in attach
 
     def close(self) -> None:
         super().close()
@@ -83,16 +84,26 @@ class PixelRun(runner.RunState):
             self.eval_envs.close()
 
     def payload(self) -> dict[str, Any]:
+        # The episodes themselves are files in the run folder, written once as they come (see attach).
         return {
             "world_model": self.world_model.checkpoint_state(),
-            "replay": self.replay.state_dict(),
-            "heldout": self.heldout.state_dict(),
+            "replay": self.replay.disk_state(),
+            "heldout": self.heldout.disk_state(),
         }
 
     def load_payload(self, state: dict[str, Any]) -> None:
         self.world_model.load_checkpoint_state(state["world_model"])
-        self.replay.load_state_dict(state["replay"])
-        self.heldout.load_state_dict(state["heldout"])
+        for name in ("replay", "heldout"):
+            if "obs" in state[name]:  # a checkpoint from before the replay lived on disk: its steps, in memory
+                getattr(self, name).load_state_dict(state[name])
+            else:
+                self._replay_states[name] = state[name]
+
+    def attach(self, logdir: Path) -> None:
+        """Keep the replay and the held-out episodes in ``logdir/replay`` and ``logdir/heldout``; a resumed
+        run first reads back the episodes its checkpoint counted."""
+        for name in ("replay", "heldout"):
+            getattr(self, name).keep_on_disk(logdir / name, self._replay_states.get(name))
 
     def policy_state(self) -> dict[str, Any]:
         sizes = {"action_size": self.envs.action_size, "image_shape": list(self.envs.obs_shape)}

@@ -8,17 +8,23 @@ RSSM resets its state wherever ``is_first`` is true, which makes that correct an
 Memory is capped (``capacity_mb``): PlaNet ports are known for filling the RAM with frames. Past
 the cap the oldest steps are overwritten and one message says so. The arrays grow as steps
 arrive, so a large cap costs nothing until it is used.
+
+A run keeps its replay on disk too (``keep_on_disk``): every episode added is written once, as its own
+file (``worldmodel/data/episode_files.py``), so a checkpoint records only how many there are
+(``disk_state``) and a resumed run reads them back, the newest that fit the cap.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from worldmodel.config import check
+from worldmodel.data.episode_files import EpisodeFolder
 from worldmodel.errors import ConfigError, UserError
 
 MB = 2**20
@@ -61,6 +67,8 @@ class EpisodeReplay:
         self.capacity = int(cfg.capacity_mb * MB) // self.step_bytes
         if cfg.capacity_steps is not None:
             self.capacity = min(self.capacity, cfg.capacity_steps)
+        self.folder: EpisodeFolder | None = None  # where added episodes are written (``keep_on_disk``)
+        self.episodes_on_disk = 0
         self._clear()
 
     def _clear(self) -> None:
@@ -113,7 +121,10 @@ class EpisodeReplay:
     # ---- writing --------------------------------------------------------------------------
 
     def add(self, obs: np.ndarray, action: np.ndarray, reward: float, is_first: bool) -> None:
-        """Append one step: obs uint8 (C, H, W), action (A,), reward, is_first."""
+        """Append one step: obs uint8 (C, H, W), action (A,), reward, is_first (memory only: the disk takes
+        whole episodes, from ``add_episode``)."""
+        if self.folder is not None:
+            raise RuntimeError("a replay kept on disk takes whole episodes: use add_episode")
         self._write(
             np.asarray(obs)[None],
             np.asarray(action, np.float32).reshape(1, self.action_size),
@@ -125,17 +136,21 @@ class EpisodeReplay:
         self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, is_first: np.ndarray | None = None
     ) -> None:
         """Append T steps at once: obs uint8 (T, C, H, W), action (T, A), reward (T,), is_first (T,)
-        (default: only the first step is an episode start)."""
+        (default: only the first step is an episode start); kept on disk, also its own file."""
         T = len(obs)
         if is_first is None:
             is_first = np.zeros(T, bool)
             is_first[:1] = True
-        self._write(
-            np.asarray(obs),
-            np.asarray(action, np.float32).reshape(T, self.action_size),
-            np.asarray(reward, np.float32).reshape(T),
-            np.asarray(is_first, bool).reshape(T),
-        )
+        steps = {
+            "obs": np.asarray(obs),
+            "action": np.asarray(action, np.float32).reshape(T, self.action_size),
+            "reward": np.asarray(reward, np.float32).reshape(T),
+            "is_first": np.asarray(is_first, bool).reshape(T),
+        }
+        self._write(**steps)
+        if self.folder is not None:
+            self.folder.write(self.episodes_on_disk, steps)
+            self.episodes_on_disk += 1
 
     def _write(self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, is_first: np.ndarray) -> None:
         if obs.shape[1:] != self.obs_shape or obs.dtype != np.uint8:
@@ -247,3 +262,36 @@ class EpisodeReplay:
         if len(obs):
             self._write(obs, np.asarray(state["action"]), np.asarray(state["reward"]), np.asarray(state["is_first"]))
         self.total_steps = int(state["total_steps"])
+
+    # ---- on disk --------------------------------------------------------------------------
+
+    def keep_on_disk(self, folder: str | Path, state: dict[str, Any] | None = None) -> None:
+        """From now on write every episode added to ``folder``. ``state`` (a checkpoint's ``disk_state()``):
+        first read back the episodes it counts, the newest that fit the cap, and delete those written
+        after it (the resumed run collects them again). Steps already in memory (a run from before the
+        replay lived on disk) are written out as episodes."""
+        self.folder = EpisodeFolder(folder)
+        if state is None:
+            self.folder.forget_from(0)
+            for steps in self._stored_episodes():
+                self.folder.write(self.episodes_on_disk, steps)
+                self.episodes_on_disk += 1
+            return
+        self._clear()
+        self.warned_full = bool(state["warned_full"])  # the cap's message is said once per run, not per resume
+        self.episodes_on_disk = int(state["episodes"])
+        self.folder.forget_from(self.episodes_on_disk)
+        for steps in self.folder.read(self.episodes_on_disk, self.capacity):
+            self._write(**steps)
+        self.total_steps = int(state["total_steps"])
+
+    def disk_state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of a replay on disk: how many episodes it holds, and its counters."""
+        return {"episodes": self.episodes_on_disk, "total_steps": self.total_steps, "warned_full": self.warned_full}
+
+    def _stored_episodes(self) -> list[dict[str, np.ndarray]]:
+        """The stored steps cut at episode starts, oldest first (the oldest may have lost its start to the cap)."""
+        ordered = {key: array[self._ordered()] for key, array in self.arrays().items()}
+        starts = [0, *np.flatnonzero(ordered["is_first"][1:]) + 1] if self._size else []
+        ends = [*starts[1:], self._size]
+        return [{key: array[a:b] for key, array in ordered.items()} for a, b in zip(starts, ends)]
