@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from worldmodel.cli import build_parser, parse_with_overrides, resolve_obs
+from worldmodel.errors import UserError
 from worldmodel.logging import progress as progress_module
 from worldmodel.logging.progress import PhaseLine, progress
 
@@ -145,9 +146,23 @@ def test_the_config_keeps_its_action_repeat_while_its_env_stays(tmp_path):
     assert pixel_config("--env", "dmc:finger-spin")[1] == 2  # the built-in default (null) follows the env too
 
 
-@pytest.mark.parametrize("sections,expected", [({"replay": {"capacity_mb": 64}}, "pixels"), ({}, "state")])
+@pytest.mark.parametrize(
+    "sections,expected",
+    [({"agent": "pixels"}, "pixels"), ({"agent": "state"}, "state"), ({"replay": {"capacity_mb": 64}}, "pixels"),
+     ({}, "state")],
+)
 def test_resume_without_obs_takes_the_runs_own_agent(tmp_path, sections, expected):
+    """The run's config.yaml names its agent (a folder from before it did: a replay section means pixels)."""
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "env": {"id": "x"}, **sections}))
     assert resolve_obs(parse("--resume", str(tmp_path))) == expected
-    assert resolve_obs(parse("--resume", str(tmp_path), "--obs", "state")) == "state"  # an explicit --obs wins
+    assert resolve_obs(parse("--resume", str(tmp_path), "--obs", expected)) == expected  # --obs may repeat it
     assert resolve_obs(parse()) == "state"
+
+
+@pytest.mark.parametrize("config,agent", [("pixels_smoke.yaml", "pixels"), ("state_smoke.yaml", "state")])
+def test_a_config_names_its_agent_and_obs_may_not_contradict_it(config, agent):
+    path = str(ROOT / "configs" / config)
+    assert resolve_obs(parse("--config", path)) == agent
+    other = "state" if agent == "pixels" else "pixels"
+    with pytest.raises(UserError, match=f"config of the {agent} agent; drop --obs {other}"):
+        resolve_obs(parse("--config", path, "--obs", other))

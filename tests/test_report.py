@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from worldmodel.agents.pixel_config import PixelAgentConfig
 from worldmodel.agents.state_agent import StateAgentConfig
 from worldmodel.config import load_config, save_config
 
@@ -70,6 +71,7 @@ def test_csv_holds_the_curves_by_env_steps(tmp_path):
     runs = []
     for seed in (1, 2):
         folder = fake_run(tmp_path / f"cem{seed}", "cem", seed, [])
+        save_config(load_config(PixelAgentConfig, None, [f"seed={seed}"]), folder / "config.yaml")
         rows = [{"episode": e, "env_steps": 1000 * e, "AverageReturn": r} for e, r in ((10, 100.0), (20, 200.0 + seed))]
         (folder / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
         runs.append(folder)

@@ -27,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="train/sweep.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--obs", choices=["state", "pixels"], default="state", help="which agent (default: state)")
+    parser.add_argument(
+        "--obs", choices=["state", "pixels"], help="which agent (default: the one the config names, else state)"
+    )
     parser.add_argument("--config", type=Path, help="YAML config file of every trial (default: the agent's default)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="N", help="seeds (default: 0)")
     parser.add_argument(
@@ -61,11 +63,13 @@ def main(argv: list[str] | None = None) -> int:
 
     def sweep() -> None:
         from worldmodel import sweep as sweeps
+        from worldmodel.agents import choose_agent
         from worldmodel.errors import UserError
 
         if args.max_retries < 0 or (args.max_concurrent is not None and args.max_concurrent < 1):
             raise UserError("--max-retries must be >= 0 and --max-concurrent >= 1")
-        trials = sweeps.sweep_trials(args.obs, args.config, args.seeds, sweeps.parse_grid(args.grid), args.overrides)
+        agent = choose_agent(args.obs, args.config)
+        trials = sweeps.sweep_trials(agent, args.config, args.seeds, sweeps.parse_grid(args.grid), args.overrides)
         if not args.report_only:
             if args.config is not None and not args.config.is_file():
                 raise UserError(f"config file not found: {args.config}")

@@ -17,7 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
-from worldmodel.config import read_yaml
+from worldmodel.agents import agent_spec, choose_agent
 from worldmodel.errors import exit_code
 
 OVERRIDE = re.compile(r"^[A-Za-z_][\w.\-]*=")  # key.sub=value
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["state", "pixels"],
         help="state: ensemble of MLPs on the simulator state with a known reward; "
         "pixels: RSSM world model learned from 64x64 frames, CEM in latent space "
-        "(default: state, or with --resume the run's own)",
+        "(default: the agent the config names, else state; with --resume the run's own)",
     )
     parser.add_argument(
         "--env",
@@ -107,21 +107,9 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def resolve_obs(args: argparse.Namespace) -> str:
-    """--obs, else the resumed run's own agent (only pixel runs have a replay section), else state."""
-    if args.obs is not None:
-        return args.obs
-    if args.resume is not None and (args.resume / "config.yaml").is_file():
-        return "pixels" if "replay" in read_yaml(args.resume / "config.yaml") else "state"
-    return "state"
-
-
-def agent_spec(obs: str):
-    """What the run loop needs to know about the ``state`` or the ``pixels`` agent (a ``RunSpec``)."""
-    if obs == "state":
-        from worldmodel.agents.state_agent import STATE_SPEC as spec
-    else:
-        from worldmodel.agents.pixel_agent import PIXEL_SPEC as spec
-    return spec
+    """The agent: the one the config (the resumed run's config.yaml, or --config) names, which --obs may
+    repeat but not contradict; else --obs; else state."""
+    return choose_agent(args.obs, args.resume / "config.yaml" if args.resume is not None else args.config)
 
 
 def interrupt_on_sigterm() -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from worldmodel.agents import PROGRESS_KEY, declared_agent
 from worldmodel.errors import UserError
 
 IGNORED = ("seed", "wandb", "logger", "device")  # settings that do not make a different experiment
@@ -35,7 +36,7 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def load_run(logdir: Path) -> dict[str, Any]:
-    """config (flat, without ignored keys), seed and the metrics rows of one run folder."""
+    """config (flat, without ignored keys), seed, agent and the metrics rows of one run folder."""
     config_path, metrics_path = logdir / "config.yaml", logdir / "metrics.jsonl"
     if not config_path.is_file() or not metrics_path.is_file():
         raise UserError(f"{logdir} is not a run folder (needs config.yaml and metrics.jsonl)")
@@ -46,7 +47,11 @@ def load_run(logdir: Path) -> dict[str, Any]:
         raise UserError(f"{logdir}/metrics.jsonl holds no AverageReturn yet")
     flat = flatten(config)
     key = {k: v for k, v in flat.items() if k.split(".")[0] not in IGNORED}
-    return {"logdir": logdir, "config": key, "seed": config.get("seed"), "rows": rows}
+    agent = declared_agent(config_path) or "state"  # a state run from before configs named their agent
+    for row in rows:  # state runs from before every row had env_steps logged it as EnvSteps
+        if "env_steps" not in row and "EnvSteps" in row:
+            row["env_steps"] = row["EnvSteps"]
+    return {"logdir": logdir, "config": key, "seed": config.get("seed"), "agent": agent, "rows": rows}
 
 
 def group_runs(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -69,9 +74,9 @@ def final_returns(members: list[dict[str, Any]]) -> np.ndarray:
     return np.array([run["rows"][-1]["AverageReturn"] for run in members], dtype=np.float64)
 
 
-def step_of(row: dict[str, Any], index: int) -> int:
-    """Where a row sits on the curve: the state agent's Iteration, the pixel agent's episode."""
-    return row.get("Iteration", row.get("episode", index))
+def step_of(run: dict[str, Any], row: dict[str, Any]) -> int:
+    """Where a row sits on the curve in its agent's own count: the state agent's Iteration, the pixel agent's episode."""
+    return row[PROGRESS_KEY[run["agent"]]]
 
 
 def summary_rows(groups: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -85,7 +90,7 @@ def summary_rows(groups: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]
                 "runs": len(members),
                 "seeds": [run["seed"] for run in members],
                 "logdirs": [str(run["logdir"]) for run in members],
-                "final_iteration": sorted({step_of(run["rows"][-1], len(run["rows"]) - 1) for run in members}),
+                "final_iteration": sorted({step_of(run, run["rows"][-1]) for run in members}),
                 "final_returns": returns.tolist(),
                 "AverageReturn_mean": float(returns.mean()),
                 "AverageReturn_std": float(returns.std()),
@@ -101,7 +106,7 @@ def curves(groups: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, list[
         length = min(len(run["rows"]) for run in members)
         returns = np.array([[row["AverageReturn"] for row in run["rows"][:length]] for run in members])  # (runs, T)
         first = members[0]["rows"][:length]
-        steps = [step_of(row, i) for i, row in enumerate(first)]
+        steps = [step_of(members[0], row) for row in first]
         result[label] = {"step": steps, "mean": returns.mean(axis=0).tolist(), "std": returns.std(axis=0).tolist()}
         if all("env_steps" in row for row in first):
             result[label]["env_steps"] = [row["env_steps"] for row in first]

@@ -111,7 +111,7 @@ def load_state(out: Path, trials: list[Trial]) -> dict[str, dict[str, Any]]:
 
 def check_configs(trials: list[Trial], out: Path) -> None:
     """Load the config of every trial that has not started yet, so that a typo is one error before Ray starts."""
-    from worldmodel.cli import agent_spec
+    from worldmodel.agents import agent_spec
     from worldmodel.config import load_config
 
     for trial in trials:

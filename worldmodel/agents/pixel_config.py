@@ -79,6 +79,8 @@ def cpu_default_planner() -> PlannerConfig:
 
 @dataclass
 class PixelAgentConfig:
+    agent: Literal["pixels"] = "pixels"
+    """Which agent the config is for; a run folder's config.yaml says so to the CLI, sweeps and reports."""
     seed: int = 0
     """Seeds python, numpy, torch, the planner and the environments."""
     device: str = "auto"

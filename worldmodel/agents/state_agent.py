@@ -92,6 +92,8 @@ def cpu_default_planner() -> PlannerConfig:
 
 @dataclass
 class StateAgentConfig:
+    agent: Literal["state"] = "state"
+    """Which agent the config is for; a run folder's config.yaml says so to the CLI, sweeps and reports."""
     seed: int = 0
     """Seeds python, numpy, torch, the planner and the environments."""
     device: str = "auto"
@@ -268,7 +270,8 @@ def iterate(run: StateRun, logger: Logger, logdir: Path) -> dict[str, Any]:
 
     reported = evaluated if train.eval_episodes > 0 else collected
     row: dict[str, Any] = {"Iteration": run.iteration, **return_stats(reported.returns), "DynamicsMSE": mse}
-    row.update(EnvSteps=run.env_steps, TrainTime=train_time, CollectTime=collect_time)
+    # env_steps (the pixel agent's name) and EnvSteps (the seeds'): every row of both agents has env_steps.
+    row.update(env_steps=run.env_steps, EnvSteps=run.env_steps, TrainTime=train_time, CollectTime=collect_time)
     row.update({"RandomReturn": run.random_return, "model/loss": float(losses[-1])})
     if acted.steps:
         row["planner/ms"] = 1000 * run.policy.plan_seconds / max(run.policy.plan_calls, 1)
