@@ -35,7 +35,7 @@ from worldmodel.config import load_config  # noqa: E402
 from worldmodel.errors import UserError, exit_code  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = ROOT / "configs" / "pixels_cartpole_swingup.yaml"
+DEFAULT_CONFIG = ROOT / "configs" / "pixels_planet.yaml"
 
 
 def build_parser() -> argparse.ArgumentParser:

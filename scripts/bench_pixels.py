@@ -1,7 +1,7 @@
 """Time the pixel agent's parts on one device, in one run: latent planning, a training step, the
 environments, and a short real run end to end.
 
-    python scripts/bench_pixels.py --device cpu|cuda [--config configs/pixels_cartpole_swingup.yaml] [--quick]
+    python scripts/bench_pixels.py --device cpu|cuda [--config configs/pixels_planet.yaml] [--quick]
     python scripts/bench_pixels.py --device cuda planner.candidates=500     # key.sub=value overrides the config
 
 Figures, at the config's sizes (default: PlaNet's cartpole-swingup config):
@@ -53,7 +53,7 @@ from worldmodel.models.world_model import WorldModel  # noqa: E402
 from worldmodel.planning.cem import CEMPlanner  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = ROOT / "configs" / "pixels_cartpole_swingup.yaml"
+DEFAULT_CONFIG = ROOT / "configs" / "pixels_planet.yaml"
 MANY_ENVS = 8
 KEYS = ("plan_ms_1env", "plan_ms_8env", "plan_gflops", "peak_gflops", "train_step_ms", "env_fps_1", "env_fps_8",
         "e2e_env_steps_per_s", "device")

@@ -120,14 +120,14 @@ def pixel_config(*argv: str):
 @pytest.mark.parametrize("env_id, repeat", PLANET_REPEATS.items())
 @pytest.mark.parametrize("how", ["flag", "override"])
 def test_changing_the_env_applies_its_planet_action_repeat(env_id, repeat, how):
-    config = str(ROOT / "configs" / "pixels_cartpole_swingup.yaml")  # action_repeat: 8
+    config = str(ROOT / "configs" / "pixels_cartpole_100k.yaml")  # action_repeat: 8
     change = ["--env", env_id] if how == "flag" else [f"env.id={env_id}"]
     cfg, resolved = pixel_config("--config", config, *change)
     assert cfg.env.id == env_id and resolved == repeat
 
 
 def test_an_action_repeat_given_with_the_env_wins_wherever_it_is_on_the_line():
-    config = str(ROOT / "configs" / "pixels_cartpole_swingup.yaml")
+    config = str(ROOT / "configs" / "pixels_cartpole_100k.yaml")
     for argv in (
         ["env.action_repeat=3", "--env", "dmc:walker-walk"],
         ["--env", "dmc:walker-walk", "env.action_repeat=3"],

@@ -124,8 +124,23 @@ def test_planet_configs_weigh_the_loss_as_danijar_planet_and_plan_with_sampled_z
 def test_pixel_cpu_default_and_smoke_keep_the_plain_loss():
     from worldmodel.agents.pixel_agent import PixelAgentConfig
 
-    assert len(PLANET_CONFIGS) == 8  # 7 PlaNet tasks and the 100k-step cartpole config
+    assert PLANET_CONFIGS == ["pixels_cartpole_100k.yaml", "pixels_planet.yaml"]  # one PlaNet preset for all tasks
     assert load_config(PixelAgentConfig, CONFIGS / "pixels_default.yaml") == PixelAgentConfig()
     for name in ("pixels_default.yaml", "pixels_smoke.yaml"):
         model = load_config(PixelAgentConfig, CONFIGS / name).model
         assert (model.reward_scale, model.kl_scale, model.grad_clip, model.plan_sample) == (1.0, 1.0, 1000.0, False)
+
+
+@pytest.mark.parametrize(
+    "env_id,repeat",
+    [("dmc:cartpole-swingup", 8), ("dmc:reacher-easy", 4), ("dmc:cheetah-run", 4), ("dmc:finger-spin", 2),
+     ("dmc:cup-catch", 4), ("dmc:walker-walk", 2), ("HalfCheetah-v5", 4)],
+)
+def test_the_planet_preset_is_planets_setting_for_any_task(env_id, repeat):
+    """--env TASK --config configs/pixels_planet.yaml: the task with its own PlaNet action repeat, the rest as PlaNet."""
+    from worldmodel.agents.pixel_agent import PixelAgentConfig
+    from worldmodel.envs.pixels import resolved_action_repeat
+
+    cfg = load_config(PixelAgentConfig, CONFIGS / "pixels_planet.yaml", [f"env.id={env_id}"])
+    assert cfg.env.id == env_id and resolved_action_repeat(cfg.env) == repeat
+    assert (cfg.model.belief_size, cfg.model.state_size, cfg.planner.candidates, cfg.train.train_steps) == (200, 30, 1000, 100)
