@@ -83,7 +83,7 @@ class Table:
 LITE_COMMON = (
     "env.episode_length=500",
     "env.num_envs=5",
-    "model.train_steps=500",
+    "train.train_steps=500",
     "train.iterations=3",
     "train.random_episodes=10",
     "train.mpc_episodes=2",
@@ -116,7 +116,7 @@ SEED001 = Table(
 SEED000_MODEL = (
     "model.ensemble_size=1",
     "model.hidden_size=500",
-    "model.train_steps=1172",
+    "train.train_steps=1172",
     "train.iterations=1",
     "train.random_episodes=10",
     "train.mpc_episodes=10",
@@ -124,7 +124,7 @@ SEED000_MODEL = (
     "train.collect_after_last=true",
     "env.num_envs=10",
 )
-SEED000_LITE = ("env.episode_length=500", "model.hidden_size=250", "model.train_steps=600", "planner.candidates=250")
+SEED000_LITE = ("env.episode_length=500", "model.hidden_size=250", "train.train_steps=600", "planner.candidates=250")
 SEED000 = Table(
     name="seed000",
     source="seed 000 (CS294-112 hw4, 2017), Fig. 1: iteration 0 of the random-shooting MPC controller (5 seeds)",

@@ -144,3 +144,19 @@ def test_the_planet_preset_is_planets_setting_for_any_task(env_id, repeat):
     cfg = load_config(PixelAgentConfig, CONFIGS / "pixels_planet.yaml", [f"env.id={env_id}"])
     assert cfg.env.id == env_id and resolved_action_repeat(cfg.env) == repeat
     assert (cfg.model.belief_size, cfg.model.state_size, cfg.planner.candidates, cfg.train.train_steps) == (200, 30, 1000, 100)
+
+
+def test_keys_that_moved_are_still_read_under_their_old_names(tmp_path):
+    """A run folder or a command of an earlier version (model.train_steps, model.batch_size, model.plan_dtype)
+    means train.train_steps, train.batch_size and planner.dtype; both names at once must agree."""
+    old = tmp_path / "old.yaml"
+    old.write_text("model:\n  hidden_size: 32\n  train_steps: 7\n  batch_size: 16\n  plan_dtype: bfloat16\n")
+    cfg = load_config(StateAgentConfig, old)
+    assert (cfg.train.train_steps, cfg.train.batch_size, cfg.planner.dtype, cfg.model.hidden_size) == (7, 16, "bfloat16", 32)
+    cfg = load_config(StateAgentConfig, None, ["model.train_steps=9", "model.plan_dtype=bfloat16"])
+    assert (cfg.train.train_steps, cfg.planner.dtype) == (9, "bfloat16")
+    assert load_config(StateAgentConfig, old, ["train.train_steps=3"]).train.train_steps == 3  # the override wins
+    clash = tmp_path / "clash.yaml"
+    clash.write_text("model:\n  train_steps: 7\ntrain:\n  train_steps: 8\n")
+    with pytest.raises(ConfigError, match="model.train_steps .* and train.train_steps are both given"):
+        load_config(StateAgentConfig, clash)

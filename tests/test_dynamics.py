@@ -160,7 +160,7 @@ def test_cpu_chunks_and_bf16_planning_agree_with_one_batch(monkeypatch):
     monkeypatch.setattr(worldmodel.cpu, "CPU_CHUNK_ROWS", 64)  # 4 chunks, the last one short
     chunked = model.imagine_returns(obs, actions, half_cheetah_reward)
     torch.testing.assert_close(chunked, whole)
-    model.cfg = dataclasses.replace(model.cfg, plan_dtype="bfloat16")
+    model.plan_dtype = "bfloat16"
     low = model.imagine_returns(obs, actions, half_cheetah_reward)
     assert low.dtype == torch.float32
     assert (low - whole).abs().max() < 0.05 * whole.abs().mean()  # bf16 matmuls, float32 states and sums

@@ -214,17 +214,17 @@ def test_configs_follow_seed_001():
     zero = load_config(StateAgentConfig, CONFIGS / "state_halfcheetah_0_iter.yaml")
     for cfg in (rs, cem, zero):
         assert cfg.env.id == "cheetah-cs285" and cfg.env.episode_length == 1000
-        assert (cfg.model.ensemble_size, cfg.model.learning_rate, cfg.model.batch_size) == (3, 1e-3, 512)
+        assert (cfg.model.ensemble_size, cfg.model.learning_rate, cfg.train.batch_size) == (3, 1e-3, 512)
         assert not cfg.train.keep_mse_data and not cfg.train.collect_after_last
     for cfg in (rs, cem):
-        assert (cfg.model.hidden_size, cfg.model.num_layers, cfg.model.train_steps) == (250, 2, 1500)
+        assert (cfg.model.hidden_size, cfg.model.num_layers, cfg.train.train_steps) == (250, 2, 1500)
         assert (cfg.planner.candidates, cfg.planner.horizon) == (1000, 15)
         # 5,000 random steps, then 5,000 MPC steps per iteration, 10 evaluation episodes of 1000 steps
         assert (cfg.train.random_episodes, cfg.train.mpc_episodes, cfg.train.eval_episodes) == (5, 5, 10)
     assert (rs.planner.kind, rs.train.iterations) == ("rs", 15)
     assert (cem.planner.kind, cem.train.iterations) == ("cem", 5)
     assert (cem.planner.iterations, cem.planner.elites, cem.planner.alpha, cem.planner.init) == (4, 5, 1.0, "uniform")
-    assert (zero.model.hidden_size, zero.model.num_layers, zero.model.train_steps) == (32, 1, 500)
+    assert (zero.model.hidden_size, zero.model.num_layers, zero.train.train_steps) == (32, 1, 500)
     assert zero.train.random_episodes * zero.env.episode_length == 20_000
     assert (zero.train.iterations, zero.train.eval_episodes) == (1, 0)
     # The ablations are overrides named in the CEM config's comment.

@@ -42,18 +42,36 @@ def load_config(
 
     A file value tied to another key (a dataclass's ``TIED`` map, e.g. ``env.action_repeat`` to
     ``env.id``) is dropped, back to its default, when an override changes that key to a different
-    value, unless the same overrides set the tied value too.
+    value, unless the same overrides set the tied value too. A key that moved (the config class's
+    ``MOVED`` map, old dotted key -> new one) is read under its new name, in files (run folders of
+    older versions) and overrides alike.
     """
     data: dict[str, Any] = {}
     if isinstance(path, Mapping):
         data = copy.deepcopy(dict(path))
     elif path is not None:
         data = read_yaml(path)
-    parsed = [parse_override(override) for override in overrides]
+    moved = getattr(cls, "MOVED", {})
+    move_keys(data, moved)
+    parsed = [(moved.get(key, key), value) for key, value in map(parse_override, overrides)]
     drop_tied_values(cls, data, dict(parsed))
     for key, value in parsed:
         set_dotted(data, key, value)
     return from_dict(cls, data)
+
+
+def move_keys(data: dict[str, Any], moved: Mapping[str, str]) -> None:
+    """Put each value found under an old dotted key of ``moved`` under its new key (in place)."""
+    missing = object()
+    for old, new in moved.items():
+        value = get_dotted(data, old, missing)
+        if value is missing:
+            continue
+        parent = get_dotted(data, old.rpartition(".")[0], None) if "." in old else data
+        del parent[old.rpartition(".")[2]]
+        if get_dotted(data, new, missing) not in (missing, value):
+            raise ConfigError(f"{old} (the older name of {new}) and {new} are both given, with different values")
+        set_dotted(data, new, value)
 
 
 def tied_keys(cls: type, prefix: str = "") -> list[tuple[str, str]]:

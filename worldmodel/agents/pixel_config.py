@@ -103,6 +103,7 @@ class PixelAgentConfig:
     def __post_init__(self) -> None:
         check(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda; got {self.device!r}")
         check_image_shape((3, self.env.image_size, self.env.image_size))
+        check(self.planner.dtype == "float32", "planner.dtype: the pixel agent plans in float32 (bfloat16 is the state ensemble's)")
         check(
             not (self.model.plan_compile and self.planner.warm_start),
             "model.plan_compile needs planner.warm_start=false (a compiled call keeps no plan between steps)",

@@ -15,7 +15,6 @@ shift on the delta", so one ``target_norm`` serves them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -37,18 +36,11 @@ class EnsembleConfig:
     """Hidden ReLU layers per member."""
     learning_rate: float = 1e-3
     """Adam step size."""
-    batch_size: int = 512
-    """Transitions per member per gradient step."""
-    train_steps: int = 1500
-    """Gradient steps on all the data gathered so far, every iteration."""
     delta_norm: bool = True
     """Predict normalised deltas (seed 001); false: predict the difference of normalised states (seed 000's ablation)."""
-    plan_dtype: Literal["float32", "bfloat16"] = "float32"
-    """Precision of the MLP's matmuls when planning (training stays float32; states and returns stay
-    float32): bfloat16 is ~2x faster on CPUs with avx512_bf16 and the planner cannot tell (RESULTS.md)."""
 
     def __post_init__(self) -> None:
-        for name in ("ensemble_size", "hidden_size", "num_layers", "batch_size", "train_steps"):
+        for name in ("ensemble_size", "hidden_size", "num_layers"):
             value = getattr(self, name)
             check(value >= 1, f"model.{name} must be >= 1, got {value}")
         check(self.learning_rate > 0, f"model.learning_rate must be > 0, got {self.learning_rate}")
@@ -77,11 +69,19 @@ class DynamicsEnsemble(nn.Module):
     """
 
     def __init__(
-        self, cfg: EnsembleConfig, *, obs_size: int, action_size: int, model_input_dims: tuple[int, ...]
+        self,
+        cfg: EnsembleConfig,
+        *,
+        obs_size: int,
+        action_size: int,
+        model_input_dims: tuple[int, ...],
+        plan_dtype: str = "float32",
     ) -> None:
         super().__init__()
         assert all(0 <= d < obs_size for d in model_input_dims), (obs_size, model_input_dims)
         self.cfg = cfg
+        self.plan_dtype = plan_dtype
+        """Precision of the MLP's matmuls in ``imagine_returns`` (the agent's ``planner.dtype``)."""
         self.obs_size = obs_size
         self.action_size = action_size
         self.ensemble_size = cfg.ensemble_size
@@ -153,7 +153,7 @@ class DynamicsEnsemble(nn.Module):
         S = obs.shape[-1]
         step_actions = actions.permute(2, 0, 1, 3).reshape(L, B * N, A)  # (L, B*N, A), time-major for the loop
         state = obs[:, None].expand(B, N, S).reshape(1, B * N, S)  # (1, B*N, S), broadcast over members at t=0
-        mlp = self.mlp if self.cfg.plan_dtype == "float32" else self.mlp.low_precision(torch.bfloat16)
+        mlp = self.mlp if self.plan_dtype == "float32" else self.mlp.low_precision(torch.bfloat16)
         returns = [
             self._rollout_returns(state[:, rows], step_actions[:, rows], reward_fn, mlp)
             for rows in row_chunks(B * N, obs.device)
