@@ -50,8 +50,8 @@ def imported_modules(name: str, source: str, modules: dict[str, Path]) -> set[st
 
 
 def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """One import cycle [a, b, ..., a] for each group of modules that import each other (depth-first search;
-    a module reached again while still on the path closes a cycle, and its modules are not searched again)."""
+    """Import cycles as [a, b, ..., a], found by a depth-first search (a module reached again while still on the
+    search's path closes one): empty exactly when the graph has no cycle (not every cycle is listed)."""
     state: dict[str, str] = {}  # "open" while on the path, "done" after
     path: list[str] = []
     cycles = []
