@@ -54,11 +54,12 @@ def describe(module: nn.Module) -> str:
     return repr(module)
 
 
-def check_layers(name: str, modules: Iterable[nn.Module], expected: list[str]) -> None:
-    """Refuse, saying what differs, ``modules`` that are not exactly the ``expected`` layers."""
+def check_layers(name: str, modules: Iterable[nn.Module], expected: list[str], fast_paths: str) -> None:
+    """Refuse, saying what differs, ``modules`` that are not exactly the ``expected`` layers, which ``fast_paths``
+    (where to look) compute."""
     got = [describe(module) for module in modules]
     if got != expected:
         raise LayoutError(
-            f"{name} is [{', '.join(got)}], but its fast paths (RSSM.observe, models/latent_planning.py) compute "
-            f"[{', '.join(expected)}]: change them with the model (and the layout its check_layout states)"
+            f"{name} is [{', '.join(got)}], but its fast paths ({fast_paths}) compute [{', '.join(expected)}]: "
+            "change them with the model (and the layout its check_layout states)"
         )

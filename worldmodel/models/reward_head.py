@@ -35,7 +35,7 @@ class RewardHead(nn.Module):
     def check_layout(self) -> None:
         """Refuse (``LayoutError``, saying what differs) layers other than the class docstring's."""
         D, S, H = self.belief_size, self.state_size, self.hidden_size
-        check_layers("RewardHead.net", self.net, elu_mlp(D + S, H, H, 1))
+        check_layers("RewardHead.net", self.net, elu_mlp(D + S, H, H, 1), "models/latent_planning.py")
 
     def forward(self, h: Tensor, z: Tensor) -> Tensor:
         return self.net(torch.cat([h, z], dim=-1)).squeeze(-1)

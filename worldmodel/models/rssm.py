@@ -156,10 +156,11 @@ class RSSM(nn.Module):
         """Refuse (``LayoutError``, saying what differs) layers other than the class docstring's: the fast
         paths would compute those, not these."""
         S, D, H, A, E = self.state_size, self.belief_size, self.hidden_size, self.action_size, self.embedding_size
-        check_layers("RSSM.transition_input", self.transition_input, elu_mlp(S + A, H, elu_last=True))
-        check_layers("RSSM.gru", [self.gru], [gru_cell(H, D)])
-        check_layers("RSSM.prior_net", self.prior_net, elu_mlp(D, H, 2 * S))
-        check_layers("RSSM.posterior_net", self.posterior_net, elu_mlp(D + E, H, 2 * S))
+        fast = "RSSM.observe, models/latent_planning.py"
+        check_layers("RSSM.transition_input", self.transition_input, elu_mlp(S + A, H, elu_last=True), fast)
+        check_layers("RSSM.gru", [self.gru], [gru_cell(H, D)], "models/latent_planning.py")
+        check_layers("RSSM.prior_net", self.prior_net, elu_mlp(D, H, 2 * S), "models/latent_planning.py")
+        check_layers("RSSM.posterior_net", self.posterior_net, elu_mlp(D + E, H, 2 * S), "RSSM.observe")
 
     # ---- the layers by name: the only place that knows their positions ----------------------------------
 
