@@ -46,7 +46,8 @@ from worldmodel.agents.common import resolve_device  # noqa: E402
 from worldmodel.cli import parse_with_overrides  # noqa: E402
 from worldmodel.config import load_config  # noqa: E402
 from worldmodel.cpu import tune_cpu  # noqa: E402
-from worldmodel.envs.pixels import PixelEnvs, make_pixel_envs  # noqa: E402
+from worldmodel.envs.pixel_factory import make_pixel_envs  # noqa: E402
+from worldmodel.envs.pixels import PixelEnvs  # noqa: E402
 from worldmodel.errors import UserError  # noqa: E402
 from worldmodel.models.graphed import WARMUP_STEPS  # noqa: E402
 from worldmodel.models.world_model import WorldModel  # noqa: E402

@@ -186,7 +186,8 @@ class StubPixelPolicy:
 def test_record_pixel_episode_side_by_side():
     import numpy as np
 
-    from worldmodel.envs.pixels import PixelEnvConfig, make_pixel_envs
+    from worldmodel.envs.pixel_factory import make_pixel_envs
+    from worldmodel.envs.pixels import PixelEnvConfig
     from worldmodel.logging.rollout import pixel_env_fps, record_pixel_episode
 
     envs = make_pixel_envs(PixelEnvConfig(id="dmc:cartpole-swingup", max_episode_steps=5), seed=0)

@@ -12,7 +12,8 @@ import pytest
 
 from worldmodel.config import load_config
 from worldmodel.errors import ConfigError, UserError
-from worldmodel.envs.pixels import PixelEnvConfig, default_action_repeat, make_pixel_env, make_pixel_envs
+from worldmodel.envs.pixel_factory import make_pixel_envs
+from worldmodel.envs.pixels import PixelEnvConfig, default_action_repeat, make_pixel_env
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 ROOT = Path(__file__).resolve().parents[1]

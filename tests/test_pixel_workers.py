@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from worldmodel.envs.pixel_workers import WorkerPixelEnvs
-from worldmodel.envs.pixels import PixelEnvConfig, PixelEnvs, make_pixel_env, make_pixel_envs
+from worldmodel.envs.pixel_factory import make_pixel_envs
+from worldmodel.envs.pixels import PixelEnvConfig, PixelEnvs, make_pixel_env
 from worldmodel.errors import UserError
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -117,7 +118,8 @@ def test_a_dead_worker_is_an_error_naming_it_and_close_ends_the_rest():
 
 PARENT = """
 import sys, numpy as np
-from worldmodel.envs.pixels import PixelEnvConfig, make_pixel_envs
+from worldmodel.envs.pixel_factory import make_pixel_envs
+from worldmodel.envs.pixels import PixelEnvConfig
 envs = make_pixel_envs(PixelEnvConfig(id="dmc:cartpole-swingup", num_envs=2))
 envs.reset()
 print(" ".join(str(p.pid) for p in envs._procs), flush=True)

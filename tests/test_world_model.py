@@ -407,23 +407,6 @@ def test_sampled_planning_draws_z_from_the_prior_with_the_given_generator() -> N
     assert not torch.allclose(returns, tiny_model().imagine_returns(state, actions))
 
 
-@pytest.mark.parametrize("sample", [False, True])
-def test_the_gpu_rollout_gives_the_cpu_rollout_s_returns(sample: bool) -> None:
-    """The GPU's rollout (fused GRU cell, reward head on the stacked rollout) against the CPU's, on a CPU."""
-    from worldmodel.models.latent_planning import _rollout_returns, _rollout_returns_stacked, _Weights
-
-    model = tiny_model()
-    R, L = 6, 5
-    h, z = torch.randn(R, TINY["belief_size"]), torch.randn(R, TINY["state_size"])
-    actions = torch.rand(L, R, A) * 2 - 1
-    with torch.no_grad():
-        weights = _Weights(model)
-        cpu = _rollout_returns(weights, h, z, actions, sample, torch.Generator().manual_seed(3))
-        gpu = _rollout_returns_stacked(weights, h, z, actions, sample, torch.Generator().manual_seed(3))
-    assert gpu.shape == (R,)
-    torch.testing.assert_close(gpu, cpu, rtol=1e-5, atol=1e-5)
-
-
 def test_planning_in_chunks_gives_the_same_returns(monkeypatch: pytest.MonkeyPatch) -> None:
     import worldmodel.cpu
 

@@ -34,7 +34,8 @@ from worldmodel.config import load_config
 from worldmodel.data.device_replay import DeviceReplay
 from worldmodel.data.episodes import EpisodeReplay
 from worldmodel.envs.pixel_episodes import Episodes, random_actions, run_episodes
-from worldmodel.envs.pixels import PixelEnvs, make_pixel_envs
+from worldmodel.envs.pixel_factory import make_pixel_envs
+from worldmodel.envs.pixels import PixelEnvs
 from worldmodel.logging.logger import Logger
 from worldmodel.logging.logger import trim_metrics as logger_trim_metrics
 from worldmodel.logging.media import episode_video, openl_video, recon_grid

@@ -1,6 +1,6 @@
 """Pixel envs in worker processes: one process per env, each with its own physics and its own
 ``mujoco.Renderer``, so the B envs of a batch step and render at the same time instead of one after
-another. ``make_pixel_envs`` builds this for ``num_envs > 1``; the interface is ``PixelEnvs``'s.
+another. ``pixel_factory.make_pixel_envs`` builds this for ``num_envs > 1``; the interface is ``PixelEnvs``'s.
 
     envs = WorkerPixelEnvs(PixelEnvConfig(id="dmc:cartpole-swingup", num_envs=8), seed=0)
     obs = envs.reset()                                   # (B, C, H, W) uint8, env b seeded seed + b

@@ -9,10 +9,11 @@ reflections are scene flags, off by default: on CPU (software EGL) they cost abo
     obs = envs.reset()                                   # (B, C, H, W) uint8
     obs, reward, done = envs.step(actions)               # actions (B, A) in [-1, 1]
 
-With ``num_envs > 1`` each env lives in its own worker process (``pixel_workers.py``), so the B envs
-step and render at the same time; one env stays in this process.
+``make_pixel_envs`` (in ``pixel_factory.py``) puts each env in its own worker process when ``num_envs > 1``
+(``pixel_workers.py``, which builds on this module), so the B envs step and render at the same time; one env
+stays in this process.
 
-``mujoco``, ``dm_control`` and ``gymnasium`` are imported inside the factory, after
+``mujoco``, ``dm_control`` and ``gymnasium`` are imported inside the functions that build an env, after
 ``MUJOCO_GL`` has been chosen: mujoco reads it once, at import.
 """
 
@@ -341,13 +342,3 @@ def make_pixel_env(cfg: PixelEnvConfig, seed: int = 0) -> PixelEnv:
         sim = GymSimulator(cfg.id, seed)
     return PixelEnv(cfg, sim)
 
-
-def make_pixel_envs(cfg: PixelEnvConfig, seed: int = 0) -> PixelEnvs:
-    """``cfg.num_envs`` pixel envs seeded ``seed, seed + 1, ...``: one in this process, more in worker
-    processes (one each, see ``worldmodel.envs.pixel_workers``) that step and render at the same time."""
-    if cfg.num_envs == 1:
-        return PixelEnvs([make_pixel_env(cfg, seed)], cfg)
-    from worldmodel.envs.pixel_workers import WorkerPixelEnvs
-
-    os.environ.setdefault("MUJOCO_GL", "egl")  # the workers inherit it
-    return WorkerPixelEnvs(cfg, seed)

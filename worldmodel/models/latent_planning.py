@@ -1,10 +1,12 @@
 """The planning objective of the pixel world model, written for speed: the predicted return of every
 candidate action sequence, rolled through the RSSM's prior with no autograd and nothing stored.
 
-    returns = imagined_returns(model, state, actions)     # state (B), actions (B, N, L, A) -> (B, N)
+    returns = imagined_returns(rssm, reward_head, state, actions)   # state (B), actions (B, N, L, A) -> (B, N)
 
-It computes exactly what ``RSSM.imagine`` followed by the reward head computes (a test checks it against
-that simple path); what makes it faster on a CPU is:
+It computes exactly what ``RSSM.imagine`` followed by the reward head computes (tests/test_rssm_paths.py checks
+every path against that reference step), on the weights the RSSM's and the reward head's named accessors give;
+their ``check_layout`` refuses, when they are built, layers other than the ones computed here (Linear, ELU and
+torch's GRU cell). What makes it faster on a CPU is:
 
 - the action's share of the transition's input layer is computed for the whole horizon in one matmul;
 - the prior's std is only computed when z is sampled (planning on the mean needs the mean only), and then
@@ -27,18 +29,14 @@ dispatches the ops; not yet timed on a GPU.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor
 
 from worldmodel.cpu import row_chunks
-from worldmodel.models.rssm import RSSMState
-
-if TYPE_CHECKING:  # a runtime import would be circular: world_model imports this module
-    from worldmodel.models.world_model import WorldModel
+from worldmodel.models.reward_head import RewardHead
+from worldmodel.models.rssm import RSSM, RSSMState
 
 
 def elu_(x: Tensor) -> Tensor:
@@ -57,28 +55,28 @@ def tanh_(x: Tensor) -> Tensor:
 
 
 class _Weights:
-    """The weights the rollout reads, split where a concatenated input would otherwise be built."""
+    """The weights the rollout reads, split where a concatenated input would otherwise be built, all from the
+    parts' named accessors (views: no copies)."""
 
-    def __init__(self, model: WorldModel) -> None:
-        rssm, head = model.rssm, model.reward_head.net
+    def __init__(self, rssm: RSSM, head: RewardHead) -> None:
         S, D = rssm.state_size, rssm.belief_size
-        transition = rssm.transition_input[0]  # Linear(S + A -> hidden) on [z, a]
-        self.transition_z = transition.weight[:, :S].t()  # (S, H)
-        self.transition_a = transition.weight[:, S:]  # (H, A), for F.linear over the horizon
-        self.transition_b = transition.bias  # (H,)
-        gru = rssm.gru
+        transition_z, self.transition_a, self.transition_b = rssm.transition_weights()  # on [z, a]
+        self.transition_z = transition_z.t()  # (S, H); transition_a (H, A), for F.linear over the horizon
+        gru = rssm.gru  # torch's GRUCell: rows reset, update, new
         self.gru_ih, self.gru_hh = gru.weight_ih.t(), gru.weight_hh.t()  # (H, 3D), (D, 3D)
         self.gru_bih, self.gru_bhh = gru.bias_ih, gru.bias_hh  # (3D,)
-        prior_hidden, prior_out = rssm.prior_net[0], rssm.prior_net[2]
+        prior_hidden, prior_out = rssm.prior_hidden, rssm.prior_out
         self.prior_w, self.prior_b = prior_hidden.weight.t(), prior_hidden.bias  # (D, H), (H,)
-        self.mean_w, self.mean_b = prior_out.weight[:S].t(), prior_out.bias[:S]  # (H, S), (S,)
+        mean_w, self.mean_b = rssm.prior_mean_weights()  # (S, H), (S,)
+        self.mean_w = mean_w.t()  # (H, S)
         self.prior_out_w, self.prior_out_b = prior_out.weight.t(), prior_out.bias  # (H, 2S), (2S,): mean, std
+        self.std_activation = rssm.std_activation  # std = std_activation(raw std) + min_std
         self.gru_cell_weights = (gru.weight_ih, gru.weight_hh, gru.bias_ih, gru.bias_hh)  # torch.gru_cell's order
-        first, second, last = head[0], head[2], head[4]  # Linear(D + S -> H), Linear(H -> H), Linear(H -> 1)
-        self.reward_h, self.reward_z = first.weight[:, :D].t(), first.weight[:, D:].t()  # (D, H), (S, H)
-        self.reward_b1 = first.bias
-        self.reward_w2, self.reward_b2 = second.weight.t(), second.bias  # (H, H), (H,)
-        self.reward_w3, self.reward_b3 = last.weight[0], last.bias  # (H,), (1,)
+        reward_h, reward_z, self.reward_b1 = head.input_weights()  # on [h, z]: (H, D), (H, S), (H,)
+        self.reward_h, self.reward_z = reward_h.t(), reward_z.t()  # (D, H), (S, H)
+        hidden, output = head.hidden_layer, head.output_layer  # Linear(H -> H), Linear(H -> 1)
+        self.reward_w2, self.reward_b2 = hidden.weight.t(), hidden.bias  # (H, H), (H,)
+        self.reward_w3, self.reward_b3 = output.weight[0], output.bias  # (H,), (1,)
         self.min_std = rssm.min_std
         self.belief_size, self.state_size = D, S
 
@@ -106,7 +104,7 @@ def _prior_z(w: _Weights, hidden: Tensor, t: int, noise: Tensor | None, offsets:
         return torch.addmm(w.mean_b, hidden, w.mean_w)  # the mean only: no std to compute
     S = w.state_size
     stats = offsets[t].addmm_(hidden, w.prior_out_w)  # (R, 2S): mean + min_std * noise, pre-softplus std
-    return torch.addcmul(stats[:, :S], F.softplus(stats[:, S:]), noise[t])
+    return torch.addcmul(stats[:, :S], w.std_activation(stats[:, S:]), noise[t])
 
 
 def _rollout_returns(
@@ -160,18 +158,20 @@ def _rollout_returns_stacked(
 
 @torch.no_grad()
 def imagined_returns(
-    model: WorldModel,
+    rssm: RSSM,
+    head: RewardHead,
     state: RSSMState,
     actions: Tensor,
     *,
     sample: bool = False,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """state (B), candidate actions (B, N, L, A) -> the predicted return of each candidate (B, N).
+    """state (B), candidate actions (B, N, L, A) -> the predicted return of each candidate (B, N) under ``rssm``'s
+    prior and ``head``'s rewards.
 
     z follows the prior mean, or is sampled from the prior with ``generator`` when ``sample``."""
     B, N, L, _ = actions.shape
-    weights = _Weights(model)
+    weights = _Weights(rssm, head)
     h = repeat(state.h, "b d -> (b n) d", n=N)  # (B*N, D)
     z = repeat(state.z, "b s -> (b n) s", n=N)  # (B*N, S)
     steps = rearrange(actions, "b n l a -> l (b n) a")  # (L, B*N, A)

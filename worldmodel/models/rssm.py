@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from worldmodel.models.layout import check_layers, elu_mlp, gru_cell
+
 Struct = TypeVar("Struct", bound="_TensorStruct")
 
 
@@ -102,7 +104,26 @@ def free_nats_kl(kl: Tensor, free_nats: float) -> Tensor:
 
 
 class RSSM(nn.Module):
-    """Transition (prior) and filter (posterior) of the latent state; see the module docstring for indices."""
+    """Transition (prior) and filter (posterior) of the latent state; see the module docstring for indices.
+
+    Its layers, with H the hidden size, A the action size and E the embedding size. The state-dict keys (e.g.
+    ``prior_net.2.weight``) are those of every saved run; each Linear is also reachable by the name in brackets:
+
+        transition_input  [transition_layer] Linear([z, a]: S + A -> H), ELU      -> x_t, from z_{t-1} and a_t
+        gru               torch's GRUCell(H -> D)                                  -> h_t, from x_t and h_{t-1}
+        prior_net         [prior_hidden] Linear(D -> H), ELU, [prior_out] Linear(H -> 2S)
+                                                                   -> [mean, raw std] of p(z_t | h_t)
+        posterior_net     [posterior_hidden] Linear([h, e]: D + E -> H), ELU, [posterior_out] Linear(H -> 2S)
+                                                                   -> [mean, raw std] of q(z_t | h_t, e_t)
+
+    with std = ``std_activation``(raw std) + min_std. The fast paths (``observe`` here, ``latent_planning``'s
+    rollouts, which also write out torch's GRU cell equations) compute exactly this from the weights these names
+    and the split accessors below give; ``check_layout`` refuses other layers when the RSSM is built, so a change
+    here either reaches them or stops with an error (tests/test_rssm_paths.py checks every path against it).
+    """
+
+    std_activation = staticmethod(F.softplus)
+    """raw std -> std - min_std, in every path (the fast ones add min_std through a bias)."""
 
     def __init__(
         self,
@@ -123,9 +144,66 @@ class RSSM(nn.Module):
         self.posterior_net = nn.Sequential(
             nn.Linear(belief_size + embedding_size, hidden_size), nn.ELU(), nn.Linear(hidden_size, 2 * state_size)
         )
+        self.action_size = action_size
         self.belief_size = belief_size
         self.state_size = state_size
+        self.hidden_size = hidden_size
+        self.embedding_size = embedding_size
         self.min_std = min_std
+        self.check_layout()
+
+    def check_layout(self) -> None:
+        """Refuse (``LayoutError``, saying what differs) layers other than the class docstring's: the fast
+        paths would compute those, not these."""
+        S, D, H, A, E = self.state_size, self.belief_size, self.hidden_size, self.action_size, self.embedding_size
+        fast = "RSSM.observe, models/latent_planning.py"
+        check_layers("RSSM.transition_input", self.transition_input, elu_mlp(S + A, H, elu_last=True), fast)
+        check_layers("RSSM.gru", [self.gru], [gru_cell(H, D)], "models/latent_planning.py")
+        check_layers("RSSM.prior_net", self.prior_net, elu_mlp(D, H, 2 * S), "models/latent_planning.py")
+        check_layers("RSSM.posterior_net", self.posterior_net, elu_mlp(D + E, H, 2 * S), "RSSM.observe")
+
+    # ---- the layers by name: the only place that knows their positions ----------------------------------
+
+    @property
+    def transition_layer(self) -> nn.Linear:
+        """Linear([z, a] -> H), followed by ELU."""
+        return self.transition_input[0]
+
+    @property
+    def prior_hidden(self) -> nn.Linear:
+        """Linear(h -> H), followed by ELU."""
+        return self.prior_net[0]
+
+    @property
+    def prior_out(self) -> nn.Linear:
+        """Linear(H -> 2S): the prior's [mean, raw std]."""
+        return self.prior_net[2]
+
+    @property
+    def posterior_hidden(self) -> nn.Linear:
+        """Linear([h, e] -> H), followed by ELU."""
+        return self.posterior_net[0]
+
+    @property
+    def posterior_out(self) -> nn.Linear:
+        """Linear(H -> 2S): the posterior's [mean, raw std]."""
+        return self.posterior_net[2]
+
+    def transition_weights(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The transition layer split by its input [z, a]: W_z (H, S), W_a (H, A), bias (H,), so that
+        ``[z, a] W^T + b = z W_z^T + a W_a^T + b`` (views: gradients reach the layer)."""
+        layer, S = self.transition_layer, self.state_size
+        return layer.weight[:, :S], layer.weight[:, S:], layer.bias
+
+    def posterior_weights(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The posterior's hidden layer split by its input [h, e]: W_h (H, D), W_e (H, E), bias (H,)."""
+        layer, D = self.posterior_hidden, self.belief_size
+        return layer.weight[:, :D], layer.weight[:, D:], layer.bias
+
+    def prior_mean_weights(self) -> tuple[Tensor, Tensor]:
+        """The rows of the prior's output layer that give the mean: weight (S, H), bias (S,)."""
+        layer, S = self.prior_out, self.state_size
+        return layer.weight[:S], layer.bias[:S]
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> RSSMState:
         """All-zeros state (B): what every episode starts from."""
@@ -138,7 +216,7 @@ class RSSM(nn.Module):
     def _gaussian(self, params: Tensor) -> DiagGaussian:
         mean, raw_std = params.chunk(2, dim=-1)  # (..., S) each
         # The floor keeps the KL finite and stops the posterior collapsing to a point early on.
-        return DiagGaussian(mean, F.softplus(raw_std) + self.min_std)
+        return DiagGaussian(mean, self.std_activation(raw_std) + self.min_std)
 
     def transition(self, state: RSSMState, action: Tensor) -> tuple[Tensor, DiagGaussian]:
         """(h_{t-1}, z_{t-1}) (B), a_t (B, A) -> h_t (B, D) and the prior p(z_t | h_t) (B)."""
@@ -203,14 +281,15 @@ class RSSM(nn.Module):
             (B, T),
             {"action": tuple(action.shape), "is_first": tuple(is_first.shape)},
         )
-        S, D = self.state_size, self.belief_size
+        S = self.state_size
         state = self.initial_state(B, embed.device) if state is None else state
         keep = rearrange((~is_first.bool()).to(embed.dtype), "b t -> t b 1")  # (T, B, 1): 0 resets the state
-        transition, posterior_in = self.transition_input[0], self.posterior_net[0]
+        transition_z, transition_a, transition_b = self.transition_weights()  # (H, S), (H, A), (H,)
+        posterior_h, posterior_e, posterior_b = self.posterior_weights()  # (H, D), (H, E), (H,)
         # [z, a] W + b = z W_z + (a W_a + b) and [h, e] W + b = h W_h + (e W_e + b): the second terms for all T.
-        action_in = F.linear(rearrange(action, "b t a -> t b a") * keep, transition.weight[:, S:], transition.bias)
-        embed_in = F.linear(rearrange(embed, "b t e -> t b e"), posterior_in.weight[:, D:], posterior_in.bias)
-        transition_z, posterior_h = transition.weight[:, :S].t(), posterior_in.weight[:, :D].t()  # (S, H), (D, H)
+        action_in = F.linear(rearrange(action, "b t a -> t b a") * keep, transition_a, transition_b)  # (T, B, H)
+        embed_in = F.linear(rearrange(embed, "b t e -> t b e"), posterior_e, posterior_b)  # (T, B, H)
+        transition_z, posterior_h = transition_z.t(), posterior_h.t()  # (S, H), (D, H)
         # unbind, not [t]: autograd then stacks the T step gradients once, where indexing would add T zero-filled
         # (T, B, H) gradients.
         action_in, embed_in = action_in.unbind(0), embed_in.unbind(0)  # T x (B, H) each
@@ -221,7 +300,7 @@ class RSSM(nn.Module):
             h, z = h * keep[t], z * keep[t]  # (B, D), (B, S)
             x = F.elu(torch.addmm(action_in[t], z, transition_z))  # (B, H)
             h = self.gru(x, h)  # (B, D)
-            post = self._gaussian(self.posterior_net[2](F.elu(torch.addmm(embed_in[t], h, posterior_h))))  # (B)
+            post = self._gaussian(self.posterior_out(F.elu(torch.addmm(embed_in[t], h, posterior_h))))  # (B)
             z = torch.addcmul(post.mean, post.std, noise[t]) if sample else post.mean  # (B, S)
             beliefs.append(h)
             states.append(z)

@@ -28,6 +28,7 @@ from worldmodel.errors import UserError
 from worldmodel.models.conv import ConvDecoder, ConvEncoder, check_image_shape
 from worldmodel.models.graphed import GraphedStep, set_capturable
 from worldmodel.models.latent_planning import imagined_returns
+from worldmodel.models.reward_head import RewardHead
 from worldmodel.models.rssm import RSSM, DiagGaussian, RSSMState, free_nats_kl, kl_divergence
 
 # Why import torch._dynamo eagerly: creating the Adam optimizer imports it, and with it triton's
@@ -38,6 +39,7 @@ __all__ = [
     "WorldModelConfig",
     "WorldModel",
     "RSSMState",
+    "RewardHead",
     "batch_to_torch",
     "check_image_shape",
 ]
@@ -147,23 +149,6 @@ def batch_to_torch(batch: Mapping[str, np.ndarray], device: torch.device | str) 
     ``WorldModel.preprocess`` turns them into floats on the device."""
     dtypes = {"obs": torch.uint8, "action": torch.float32, "reward": torch.float32, "is_first": torch.bool}
     return {key: torch.as_tensor(batch[key]).to(device=device, dtype=dtype) for key, dtype in dtypes.items()}
-
-
-class RewardHead(nn.Module):
-    """(h (..., D), z (..., S)) -> predicted reward (...)."""
-
-    def __init__(self, *, belief_size: int, state_size: int, hidden_size: int) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(belief_size + state_size, hidden_size),
-            nn.ELU(),
-            nn.Linear(hidden_size, hidden_size),
-            nn.ELU(),
-            nn.Linear(hidden_size, 1),
-        )
-
-    def forward(self, h: Tensor, z: Tensor) -> Tensor:
-        return self.net(torch.cat([h, z], dim=-1)).squeeze(-1)
 
 
 class WorldModel(nn.Module):
@@ -285,7 +270,9 @@ class WorldModel(nn.Module):
         prior mean unless ``cfg.plan_sample`` (PlaNet samples, from ``generator``). The fast rollout
         lives in ``latent_planning``; it equals ``imagine`` followed by ``reward``.
         """
-        return imagined_returns(self, state, actions, sample=self.cfg.plan_sample, generator=generator)
+        return imagined_returns(
+            self.rssm, self.reward_head, state, actions, sample=self.cfg.plan_sample, generator=generator
+        )
 
     # ---- training -------------------------------------------------------------------------
 
