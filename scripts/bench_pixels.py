@@ -68,7 +68,7 @@ def planner_call(model: WorldModel, planner: CEMPlanner, num_envs: int):
     state = model.initial_state(num_envs).map(torch.randn_like)  # (B): h (B, D), z (B, S)
 
     def objective(actions: Tensor) -> Tensor:
-        return model.imagine_returns(state, actions)  # actions (B, N, L, A) -> returns (B, N)
+        return model.imagine_returns(state, actions, sample=planner.cfg.sample)  # (B, N, L, A) -> (B, N)
 
     return lambda: planner.plan(objective, batch_size=num_envs)  # -> plan (B, L, A)
 
@@ -112,7 +112,7 @@ def bench_model(cfg, action_size: int, obs_shape: tuple[int, ...], device: torch
             training_model.train_step(batch)
     timings = bench_planner.run_rounds(contenders, repeats, device)
     c = cfg.planner
-    flops_per_env = bench_planner.latent_flops_per_step(planning_model) * c.candidates * c.horizon * c.iterations
+    flops_per_env = bench_planner.latent_flops_per_step(planning_model, c.sample) * c.candidates * c.horizon * c.iterations
     ms = {name: 1e3 * timings.median(name) for name in timings.rounds}
     figures = {
         "plan_ms_1env": ms["plan_1"],

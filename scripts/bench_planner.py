@@ -305,7 +305,7 @@ def describe_graph(r: dict) -> str:
 # ----------------------------------------------------------------------------- the latent workload
 
 
-def latent_flops_per_step(model) -> float:
+def latent_flops_per_step(model, sample: bool = False) -> float:
     """Matmul flops of one imagined step for one candidate, as ``latent_planning`` does them: transition input,
     GRU, prior (its std half only when planning samples z) and reward head."""
     rssm = model.rssm
@@ -313,7 +313,7 @@ def latent_flops_per_step(model) -> float:
                if isinstance(m, nn.Linear)]
     weights += [rssm.gru.weight_ih, rssm.gru.weight_hh]
     flops = float(sum(2 * w.numel() for w in weights))
-    if not model.cfg.plan_sample:
+    if not sample:
         flops -= rssm.prior_net[2].weight.numel()  # the std half of the prior's last layer is skipped
     return flops
 

@@ -7,7 +7,8 @@
 
 Runs up to --envs episodes at a time (one planner call for all of them per step). Prints the return of each
 episode, their mean and std, and as its last line JSON with keys ``mean``, ``std``, ``returns``, ``seconds``,
-``planner``. Only ``planner.*`` and ``model.plan_sample`` can be overridden: the rest is the trained model.
+``planner``. Only ``planner.*`` can be overridden (``model.plan_sample`` is ``planner.sample``'s older name): the
+rest is the trained model.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the agent runs (default: auto)"
     )
     parser.add_argument(
-        "overrides", nargs="*", metavar="key.sub=value", help="planner.* or model.plan_sample, e.g. planner.horizon=12"
+        "overrides", nargs="*", metavar="key.sub=value", help="planner.*, e.g. planner.horizon=12 planner.sample=true"
     )
     return parser
 
@@ -53,7 +54,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--episodes and --envs must be >= 1, got {args.episodes} and {args.envs}")
     for override in args.overrides:
         if not override.startswith(CHANGEABLE):
-            raise UserError(f"only planner.* and model.plan_sample can change for evaluation, got {override}")
+            raise UserError(f"only planner.* can change for evaluation, got {override}")
 
 
 def evaluate(args: argparse.Namespace) -> dict:

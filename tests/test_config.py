@@ -118,7 +118,7 @@ def test_planet_configs_weigh_the_loss_as_danijar_planet_and_plan_with_sampled_z
     model = load_config(PixelAgentConfig, CONFIGS / name).model
     assert (model.reward_scale, model.kl_scale, model.free_nats) == (10.0, 2.0, 3.0)
     assert (model.grad_clip, model.adam_eps, model.learning_rate) == (2000.0, 2e-4, 1e-3)
-    assert model.plan_sample
+    assert load_config(PixelAgentConfig, CONFIGS / name).planner.sample
 
 
 def test_pixel_cpu_default_and_smoke_keep_the_plain_loss():
@@ -127,8 +127,8 @@ def test_pixel_cpu_default_and_smoke_keep_the_plain_loss():
     assert PLANET_CONFIGS == ["pixels_cartpole_100k.yaml", "pixels_planet.yaml"]  # one PlaNet preset for all tasks
     assert load_config(PixelAgentConfig, CONFIGS / "pixels_default.yaml") == PixelAgentConfig()
     for name in ("pixels_default.yaml", "pixels_smoke.yaml"):
-        model = load_config(PixelAgentConfig, CONFIGS / name).model
-        assert (model.reward_scale, model.kl_scale, model.grad_clip, model.plan_sample) == (1.0, 1.0, 1000.0, False)
+        cfg = load_config(PixelAgentConfig, CONFIGS / name)
+        assert (cfg.model.reward_scale, cfg.model.kl_scale, cfg.model.grad_clip, cfg.planner.sample) == (1.0, 1.0, 1000.0, False)
 
 
 @pytest.mark.parametrize(

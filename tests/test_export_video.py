@@ -240,5 +240,5 @@ def test_evaluate_pixels_changes_only_the_planner(tmp_path):
     """Refused before any run is read, so a folder without a run (no training needed) shows it."""
     result = run([EVALUATE, "--run", tmp_path, "model.belief_size=8"], timeout=120)
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
-        "error: only planner.* and model.plan_sample can change for evaluation, got model.belief_size=8"
+        "error: only planner.* can change for evaluation, got model.belief_size=8"
     ]

@@ -48,7 +48,6 @@ class KnownRewardModel:
 
     action_size = 2
     device = torch.device("cpu")
-    cfg = WorldModelConfig()  # plan_compile off
 
     def __init__(self, targets: torch.Tensor) -> None:
         self.targets = targets  # (B, A)
@@ -60,7 +59,7 @@ class KnownRewardModel:
         # h (B, A): the frame "tells" the model where the reward is
         return RSSMState(h=self.targets, z=torch.zeros(len(self.targets), 0))
 
-    def imagine_returns(self, state: RSSMState, actions: torch.Tensor, generator=None) -> torch.Tensor:
+    def imagine_returns(self, state: RSSMState, actions: torch.Tensor, sample=False, generator=None) -> torch.Tensor:
         return -((actions - state.h[:, None, None, :]) ** 2).sum(dim=(2, 3))  # (B, N)
 
 
@@ -158,18 +157,18 @@ def test_latent_cem_on_a_real_world_model_with_a_known_reward_head():
 
 
 def tiny_sampling_model() -> WorldModel:
-    """A tiny untrained world model that plans with sampled z (plan_sample), 2 action dims."""
+    """A tiny untrained world model (planned with sampled z: ``seeded_policy``), 2 action dims."""
     torch.manual_seed(0)
-    cfg = WorldModelConfig(belief_size=16, state_size=4, hidden_size=16, embedding_size=32, cnn_depth=4,
-                           plan_sample=True)
+    cfg = WorldModelConfig(belief_size=16, state_size=4, hidden_size=16, embedding_size=32, cnn_depth=4)
     return WorldModel(cfg, action_size=2).eval()
 
 
-def seeded_policy(model: WorldModel, seed: int) -> PixelPolicy:
-    """A small CEM policy whose planner and acting share one generator seeded with ``seed``."""
+def seeded_policy(model: WorldModel, seed: int, compile: bool = False) -> PixelPolicy:
+    """A small CEM policy on sampled z whose planner and acting share one generator seeded with ``seed``."""
     generator = torch.Generator().manual_seed(seed)
     box = torch.ones(model.action_size)
-    planner_cfg = PlannerConfig(kind="cem", horizon=3, candidates=32, elites=4, iterations=2, init="gaussian")
+    planner_cfg = PlannerConfig(kind="cem", horizon=3, candidates=32, elites=4, iterations=2, init="gaussian",
+                                sample=True, compile=compile)
     return PixelPolicy(model, CEMPlanner(planner_cfg, -box, box, generator=generator), generator=generator)
 
 
@@ -184,18 +183,13 @@ def platform_cannot_compile() -> str | None:
 
 @pytest.mark.slow
 def test_compiled_planner_call_returns_the_eager_plan_for_the_same_generator():
-    """``model.plan_compile``: torch.compile of the whole planner call on the CPU (a recorded CUDA graph on a GPU)
+    """``planner.compile``: torch.compile of the whole planner call on the CPU (a recorded CUDA graph on a GPU)
     compiles without falling back to eager code (its warning would say so), and plans the same as eager code
     from the same generator seed, sampled z included. Skipped only where torch cannot compile at all."""
     model = tiny_sampling_model()
 
-    def policy(compiled: bool) -> PixelPolicy:
-        model.cfg.plan_compile = compiled
-        return seeded_policy(model, seed=3)
-
     frames = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8).numpy()
-    eager, compiled = policy(False), policy(True)
-    model.cfg.plan_compile = False
+    eager, compiled = seeded_policy(model, seed=3), seeded_policy(model, seed=3, compile=True)
     expected, got = [], []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -203,7 +197,7 @@ def test_compiled_planner_call_returns_the_eager_plan_for_the_same_generator():
             expected.append(eager.act(frames))
             got.append(compiled.act(frames))
     # Checked first: a compile failing part-way may have drawn from the generator, so the fallback's plans differ.
-    fallbacks = [str(w.message) for w in caught if str(w.message).startswith("model.plan_compile")]
+    fallbacks = [str(w.message) for w in caught if str(w.message).startswith("planner.compile")]
     if fallbacks and (reason := platform_cannot_compile()):
         pytest.skip(f"torch cannot compile on this platform: {reason}")
     assert not fallbacks, fallbacks
@@ -230,6 +224,8 @@ def test_plan_compile_with_a_warm_start_is_a_config_error():
     from worldmodel.errors import ConfigError
 
     with pytest.raises(ConfigError, match="warm_start"):
+        load_config(PixelAgentConfig, SMOKE, ["planner.compile=true", "planner.warm_start=true"])
+    with pytest.raises(ConfigError, match="warm_start"):  # its older name, as an older run folder has it
         load_config(PixelAgentConfig, SMOKE, ["model.plan_compile=true", "planner.warm_start=true"])
 
 

@@ -384,14 +384,14 @@ def test_imagine_returns_matches_a_hand_loop(B: int, N: int, L: int) -> None:
 
 
 def test_sampled_planning_draws_z_from_the_prior_with_the_given_generator() -> None:
-    """plan_sample: z_t = prior mean + prior std * noise_t, the noise of all L steps drawn (L, B*N, S) at once from
-    the generator."""
-    model = tiny_model(plan_sample=True)
+    """sample (planner.sample): z_t = prior mean + prior std * noise_t, the noise of all L steps drawn (L, B*N, S) at
+    once from the generator."""
+    model = tiny_model()
     B, N, L = 2, 3, 4
     state = RSSMState(h=torch.randn(B, TINY["belief_size"]), z=torch.randn(B, TINY["state_size"]))
     actions = torch.rand(B, N, L, A) * 2 - 1
-    returns = model.imagine_returns(state, actions, generator=torch.Generator().manual_seed(5))
-    again = model.imagine_returns(state, actions, generator=torch.Generator().manual_seed(5))
+    returns = model.imagine_returns(state, actions, sample=True, generator=torch.Generator().manual_seed(5))
+    again = model.imagine_returns(state, actions, sample=True, generator=torch.Generator().manual_seed(5))
     torch.testing.assert_close(returns, again, rtol=0, atol=0)
     noise_source = torch.Generator().manual_seed(5)
     with torch.no_grad():

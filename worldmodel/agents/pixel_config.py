@@ -5,7 +5,7 @@ world model, replay, planner, logger), with the CPU defaults that ``python train
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from worldmodel.config import check
 from worldmodel.data.episodes import ReplayConfig
@@ -79,6 +79,9 @@ def cpu_default_planner() -> PlannerConfig:
 
 @dataclass
 class PixelAgentConfig:
+    MOVED: ClassVar[dict[str, str]] = {"model.plan_sample": "planner.sample", "model.plan_compile": "planner.compile"}
+    """Keys of earlier versions (still read, in files and overrides) -> where they live now."""
+
     agent: Literal["pixels"] = "pixels"
     """Which agent the config is for; a run folder's config.yaml says so to the CLI, sweeps and reports."""
     seed: int = 0
@@ -104,7 +107,4 @@ class PixelAgentConfig:
         check(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda; got {self.device!r}")
         check_image_shape((3, self.env.image_size, self.env.image_size))
         check(self.planner.dtype == "float32", "planner.dtype: the pixel agent plans in float32 (bfloat16 is the state ensemble's)")
-        check(
-            not (self.model.plan_compile and self.planner.warm_start),
-            "model.plan_compile needs planner.warm_start=false (a compiled call keeps no plan between steps)",
-        )
+

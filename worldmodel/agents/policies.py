@@ -95,16 +95,18 @@ class PixelPolicy:
         self.plan_seconds = 0.0
         self.plan_calls = 0
         self._plan_call = self.plan
-        if world_model.cfg.plan_compile:
+        if planner.cfg.compile:
             generators = {id(g): g for g in (generator, planner.generator) if g is not None}.values()
             self._plan_call = compiled_call(self.plan, world_model.device, list(generators))
 
     def plan(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """One planner call from the belief h (B, D), z (B, S) -> plan (B, L, A); ``model.plan_compile``
+        """One planner call from the belief h (B, D), z (B, S) -> plan (B, L, A); ``planner.compile``
         compiles exactly this."""
         state = RSSMState(h, z)
         return self.planner.plan(
-            lambda actions: self.world_model.imagine_returns(state, actions, generator=self.generator),
+            lambda actions: self.world_model.imagine_returns(
+                state, actions, sample=self.planner.cfg.sample, generator=self.generator
+            ),
             batch_size=h.shape[0],
         )
 

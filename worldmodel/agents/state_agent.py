@@ -125,6 +125,10 @@ class StateAgentConfig:
 
     def __post_init__(self) -> None:
         check(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda; got {self.device!r}")
+        check(
+            not (self.planner.sample or self.planner.compile),
+            "planner.sample and planner.compile are the pixel agent's (its latent rollouts); the state agent has neither",
+        )
 
 
 # ---- run state ------------------------------------------------------------------------------

@@ -76,10 +76,6 @@ class WorldModelConfig:
     """Clip the gradient's global norm to this."""
     bit_depth: int = 5
     """Frames are quantised to this many bits per channel, with uniform dequantisation noise."""
-    plan_sample: bool = False
-    """Sample z from the prior while planning (PlaNet) instead of following its mean (deterministic returns)."""
-    plan_compile: bool = False
-    """Each planner call (all CEM iterations) as one CUDA graph on a GPU, torch.compile on a CPU. Needs no warm start."""
     train_dtype: Literal["float32", "bfloat16", "auto"] = "auto"
     """bfloat16: the encoder and decoder under bf16 autocast in the training step (weights, the RSSM, the loss sums
     and Adam stay fp32); auto: bfloat16 on a GPU that supports it and on a CPU with bf16 instructions (avx512_bf16,
@@ -261,17 +257,17 @@ class WorldModel(nn.Module):
         return state
 
     def imagine_returns(
-        self, state: RSSMState, actions: Tensor, *, generator: torch.Generator | None = None
+        self, state: RSSMState, actions: Tensor, *, sample: bool = False, generator: torch.Generator | None = None
     ) -> Tensor:
         """The planning objective: state (B), candidate actions (B, N, L, A) -> predicted returns (B, N).
 
         Rolls the prior L steps for all B * N candidates at once and sums the reward head's
         predictions as it goes; nothing is stored and nothing leaves the device. z follows the
-        prior mean unless ``cfg.plan_sample`` (PlaNet samples, from ``generator``). The fast rollout
+        prior mean unless ``sample`` (PlaNet samples, from ``generator``; ``planner.sample``). The fast rollout
         lives in ``latent_planning``; it equals ``imagine`` followed by ``reward``.
         """
         return imagined_returns(
-            self.rssm, self.reward_head, state, actions, sample=self.cfg.plan_sample, generator=generator
+            self.rssm, self.reward_head, state, actions, sample=sample, generator=generator
         )
 
     # ---- training -------------------------------------------------------------------------

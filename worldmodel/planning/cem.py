@@ -43,6 +43,11 @@ class PlannerConfig:
     """Std of the first Gaussian, as a fraction of the half-range of the action box."""
     warm_start: bool = False
     """Start from the previous plan shifted by one step instead of from scratch."""
+    sample: bool = False
+    """Latent rollouts draw z from the prior (PlaNet) instead of following its mean (the pixel agent)."""
+    compile: bool = False
+    """Each planner call (all CEM iterations) as one CUDA graph on a GPU, torch.compile on a CPU (the pixel
+    agent). A compiled call keeps no plan between calls: needs warm_start false."""
     dtype: Literal["float32", "bfloat16"] = "float32"
     """Precision of the model's matmuls in the planner's rollouts (states and returns stay float32; the state
     ensemble only): bfloat16 is about 2x faster on CPUs with avx512_bf16 and the planner cannot tell (RESULTS.md)."""
@@ -57,6 +62,10 @@ class PlannerConfig:
         )
         check(0.0 < self.alpha <= 1.0, f"planner.alpha must be in (0, 1], got {self.alpha}")
         check(self.init_std > 0, f"planner.init_std must be > 0, got {self.init_std}")
+        check(
+            not (self.compile and self.warm_start),
+            "planner.compile needs planner.warm_start=false (a compiled call keeps no plan between steps)",
+        )
 
 
 class CEMPlanner:

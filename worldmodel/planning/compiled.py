@@ -43,7 +43,7 @@ def compiled_call(fn: PlanCall, device: torch.device, generators: Sequence[torch
             try:
                 return compiled(h, z).clone()  # clone: a CUDA graph reuses its output memory on the next replay
             except Exception as err:  # noqa: BLE001 - any compiler failure: plan eagerly instead
-                warnings.warn(f"model.plan_compile: compiling the planner failed, planning eagerly instead ({err!r})",
+                warnings.warn(f"planner.compile: compiling the planner failed, planning eagerly instead ({err!r})",
                               stacklevel=2)
                 current = fn
         return current(h, z).clone()
@@ -64,7 +64,7 @@ def cuda_graph_call(fn: PlanCall, generators: Sequence[torch.Generator] = ()) ->
             try:
                 graphs[key] = record(fn, h, z, generators)
             except Exception as err:  # noqa: BLE001 - any capture failure: plan eagerly instead
-                warnings.warn(f"model.plan_compile: recording the planner failed, planning eagerly instead ({err!r})",
+                warnings.warn(f"planner.compile: recording the planner failed, planning eagerly instead ({err!r})",
                               stacklevel=2)
                 failed = True
                 return fn(h, z)
