@@ -1,32 +1,50 @@
-"""Kill a training run with SIGKILL after its first checkpoint, ``--resume`` it, and check it ends
-where an uninterrupted run ends: same number of iterations/episodes, no duplicated metrics rows,
-a loadable checkpoint. For both agents, on tiny configs with ``logger=none``."""
+"""Kill a training run with SIGKILL mid-run, ``--resume`` it, and check it resumed rather than redid
+the run: the rows logged before its checkpoint kept byte for byte, no warm-up data collected again,
+the rows the kill lost logged again with the same values, and (state agent) every row equal to an
+uninterrupted run's. For both agents, on tiny configs with ``logger=none``.
+
+No race by construction: the killed run is configured for 1000 iterations/episodes, frozen and
+SIGKILLed once a row past a checkpoint is logged (see ``resume_checks.kill_mid_run``), and resumed
+with a length of two steps past that checkpoint, given as an override on the ``--resume`` line."""
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
+from worldmodel import runner
 from worldmodel.checkpoint import load_checkpoint
-from worldmodel.logging.logger import read_metrics
+from worldmodel.cli import agent_spec
+from worldmodel.config import load_config
+
+from resume_checks import HANG_GUARD_S, kill_mid_run, metric_lines, rows_of, without_timing  # tests/resume_checks.py
 
 REPO = Path(__file__).resolve().parents[1]
 AGENT = REPO / "train" / "agent.py"
+KILLED_LENGTH = 1000  # far more than the test waits for: the killed run cannot finish first
 
-# Long enough that a kill after the first checkpoint lands mid-run, short enough for a shared CPU.
-# The state agent checkpoints after iteration 2 (checkpoint_every=2): the kill comes with iteration
-# 2's row logged, so the resumed run must drop that row and redo it.
+# The state agent checkpoints every 2 iterations; no row depends on the run's length (collect_after_last
+# is on and no videos), so the killed 1000-iteration run's rows are those of the shorter one.
 STATE = {
     "obs": "state",
     "config": "configs/state_smoke.yaml",
-    "key": "Iteration",
+    "length": "train.iterations",
+    "counter": "iteration",
+    "done": lambda row: row["Iteration"] + 1,  # iterations completed once the row's iteration is over
+    "warm_up": ("random policy:", "random 1/"),  # the random-policy episodes' lines
+    "agent": "state agent:",
+    "played": frozenset(),  # every lost row is redone with the same values
+    "redone": None,
     "overrides": [
         "logger=none",
         "env.episode_length=20",
@@ -34,19 +52,26 @@ STATE = {
         "planner.candidates=20",
         "planner.elites=4",
         "planner.iterations=1",
-        "train.iterations=4",
         "train.checkpoint_every=2",
+        "train.video_every=0",
     ],
 }
-# The pixel agent checkpoints after its seed episode; the kill comes once episode 2's row is logged.
+# The pixel agent checkpoints after its seed episode and every 2 episodes. A resumed run's envs are
+# seeded anew (their simulator state is not in the checkpoint), so only the first lost row's training
+# metrics (model, replay and random streams restored) come again the same, not its episode's returns.
 PIXELS = {
     "obs": "pixels",
     "config": "configs/pixels_smoke.yaml",
-    "key": "episode",
+    "length": "train.episodes",
+    "counter": "episode",
+    "done": lambda row: row["episode"],
+    "warm_up": ("seed episode", "held-out episode"),
+    "agent": "pixel agent:",
+    "played": frozenset({"train_return", "AverageReturn"}),
+    "redone": 1,
     "overrides": [
         "logger=none",
         "env.max_episode_steps=8",
-        "train.episodes=5",
         "train.seed_episodes=1",
         "train.train_steps=1",
         "train.batch_size=2",
@@ -54,7 +79,7 @@ PIXELS = {
         "train.heldout_episodes=0",
         "train.eval_every=2",
         "train.media_every=100",
-        "train.checkpoint_every=100",
+        "train.checkpoint_every=2",
         "planner.candidates=8",
         "planner.elites=2",
         "planner.iterations=1",
@@ -73,93 +98,130 @@ def environment() -> dict[str, str]:
     return env
 
 
-def train(spec: dict, logdir: Path) -> None:
-    args = command(spec, "--config", spec["config"], "--logdir", str(logdir), *spec["overrides"])
-    result = subprocess.run(args, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
-
-
-def resume(spec: dict, logdir: Path) -> None:
-    """``--resume LOGDIR`` alone: the run's own agent (--obs) is read from its config."""
+def run(args: list[str]) -> str:
+    """Run a training command to its end -> its output (stdout and stderr)."""
     result = subprocess.run(
-        [sys.executable, str(AGENT), "--resume", str(logdir)],
-        cwd=REPO, env=environment(), capture_output=True, text=True, timeout=240,
+        args, cwd=REPO, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=HANG_GUARD_S,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-
-
-def metric_rows(logdir: Path) -> list[dict]:
-    path = logdir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def wait_for(condition, process: subprocess.Popen, what: str, output: Path, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if process.poll() is not None:
-            tail = output.read_text()[-3000:]
-            pytest.fail(f"the run exited ({process.returncode}) before {what}; make it longer:\n{tail}")
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def train_and_kill(spec: dict, logdir: Path) -> int:
-    """Start a run, wait for its first checkpoint and then for one more metrics row, SIGKILL it.
-    Returns how many rows metrics.jsonl held at the kill."""
-    args = command(spec, "--config", spec["config"], "--logdir", str(logdir), *spec["overrides"])
-    output = logdir.with_name(logdir.name + ".log")  # a file, not a pipe: a full pipe would stall the run
-    with output.open("w") as out:
-        process = subprocess.Popen(args, cwd=REPO, env=environment(), stdout=out, stderr=subprocess.STDOUT)
-    try:
-        checkpoint = logdir / "checkpoint.pt"
-        wait_for(checkpoint.is_file, process, "the first checkpoint", output)
-        metrics = logdir / "metrics.jsonl"
-        rows_at_checkpoint = len(read_metrics(metrics))  # polled: read_metrics skips a half-written line
-        wait_for(lambda: len(read_metrics(metrics)) > rows_at_checkpoint, process, "a row after the checkpoint", output)
-        assert process.poll() is None, "the run finished before it could be killed; make it longer"
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=30)
-    assert process.returncode == -signal.SIGKILL
-    return len(metric_rows(logdir))
+    assert result.returncode == 0, result.stdout[-3000:]
+    return result.stdout
 
 
 def check_resume(spec: dict, tmp_path: Path) -> None:
-    key = spec["key"]
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    train(spec, whole)
-    expected = [row[key] for row in metric_rows(whole)]
-    assert expected and len(set(expected)) == len(expected), expected
+    done = spec["done"]
+    killed_dir = tmp_path / "killed"
+    args = command(spec, "--config", spec["config"], "--logdir", str(killed_dir), *spec["overrides"])
+    killed = kill_mid_run(
+        [*args, f"{spec['length']}={KILLED_LENGTH}"], killed_dir, spec["counter"], done, 2, REPO, environment()
+    )
+    at = killed.checkpoint
+    assert 2 <= at < KILLED_LENGTH, at  # killed mid-run, after a checkpoint with rows before it
+    kept = [line for line in killed.lines if done(json.loads(line)) <= at]
+    lost = [row for row in rows_of(killed.lines) if done(row) > at]
+    assert kept and lost, killed.lines
 
-    rows_at_kill = train_and_kill(spec, killed)
-    assert 0 < rows_at_kill < len(expected), (rows_at_kill, expected)
-    resume(spec, killed)
+    # --resume LOGDIR alone: the run's own agent (--obs) is read from its config; the length sticks.
+    length = max(at + 2, *(done(row) for row in lost))
+    output = run([sys.executable, str(AGENT), "--resume", str(killed_dir), f"{spec['length']}={length}"])
+    assert spec["agent"] in output, output[-3000:]
+    warm_up = [line for line in output.splitlines() if line.startswith(spec["warm_up"])]
+    assert not warm_up, f"the resumed run collected its warm-up data again: {warm_up}"
 
-    got = [row[key] for row in metric_rows(killed)]
-    assert got == expected, f"resumed run logged {key} {got}, an uninterrupted one {expected}"
-    counters = [load_checkpoint(d / "checkpoint.pt", kind=spec["obs"])["run"]["counters"] for d in (whole, killed)]
-    for c in counters:
-        c.pop("elapsed", None)  # wall time differs, everything else must not
+    lines = metric_lines(killed_dir)
+    assert lines[: len(kept)] == kept, "rows logged before the checkpoint were rewritten (a redo?)"
+    rows = rows_of(lines)
+    expected = [done(row) for row in rows_of(kept)] + list(range(at + 1, length + 1))
+    assert [done(row) for row in rows] == expected, "rows missing or logged twice"
+    redone = lost if spec["redone"] is None else lost[: spec["redone"]]
+    again = rows[len(kept) : len(kept) + len(redone)]
+    assert without_timing(again, spec["played"]) == without_timing(redone, spec["played"]), (
+        "the resumed run did not continue from the checkpoint's model, data and random streams"
+    )
+    resumed = load_checkpoint(killed_dir / "checkpoint.pt", kind=spec["obs"])["run"]
+    assert resumed["counters"][spec["counter"]] == length
+    if spec["obs"] == "state":
+        check_like_uninterrupted(args, tmp_path / "whole", spec["length"], length, rows, resumed)
+
+
+def check_like_uninterrupted(args: list[str], logdir: Path, key: str, length: int, rows: list, resumed: dict) -> None:
+    """The state agent on a CPU is deterministic (two runs of one config log the same values): the
+    resumed run must log every row, and end with the model and data, of an uninterrupted run."""
+    args[args.index("--logdir") + 1] = str(logdir)
+    run([*args, f"{key}={length}"])
+    assert without_timing(rows) == without_timing(rows_of(metric_lines(logdir))), "resumed != uninterrupted"
+    whole = load_checkpoint(logdir / "checkpoint.pt", kind="state")["run"]
+    for part in ("model", "buffer"):
+        for name, value in whole[part].items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(resumed[part][name])), (part, name)
+    counters = [dict(c["counters"], elapsed=None) for c in (whole, resumed)]  # elapsed: wall time
     assert counters[0] == counters[1], counters
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(3 * HANG_GUARD_S)
 def test_state_agent_resumes_after_sigkill(tmp_path):
     check_resume(STATE, tmp_path)
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(3 * HANG_GUARD_S)
 def test_pixel_agent_resumes_after_sigkill(tmp_path):
     check_resume(PIXELS, tmp_path)
+
+
+# Tiny runs whose warm-up data (the first draws of every stream) takes a second or two.
+RESTORE = {
+    "state": (STATE, ["env.episode_length=5", "train.random_episodes=2"]),
+    "pixels": (PIXELS, ["env.max_episode_steps=4", "train.episodes=3"]),
+}
+
+
+def assert_same(saved, restored, where: str = "run") -> None:
+    """Nested dicts, lists, tensors, arrays and plain values, equal to the bit."""
+    if isinstance(saved, dict):
+        assert saved.keys() == restored.keys(), where
+        for key in saved:
+            assert_same(saved[key], restored[key], f"{where}.{key}")
+    elif isinstance(saved, (list, tuple)):
+        assert len(saved) == len(restored), where
+        for i, (a, b) in enumerate(zip(saved, restored)):
+            assert_same(a, b, f"{where}[{i}]")
+    elif isinstance(saved, (torch.Tensor, np.ndarray)):
+        assert torch.equal(torch.as_tensor(saved), torch.as_tensor(restored)), where
+    else:
+        assert saved == restored, where
+
+
+@pytest.mark.parametrize("obs", ["state", "pixels"])
+def test_prepare_with_a_checkpoint_continues_every_random_stream(obs, tmp_path):
+    """A run rebuilt from its checkpoint by the agent's ``prepare`` is the saved run, not a fresh one
+    from the same seed: its state (model, optimizer, data, counters, every random stream) comes back
+    to the bit, and the numpy stream and the generator the planner draws from continue where the
+    saved run's do. The run's warm-up data and a few extra draws move every stream off its seed first."""
+    spec_dict, overrides = RESTORE[obs]
+    spec = agent_spec(obs)
+    cfg = load_config(spec.config_class, REPO / spec_dict["config"], [*spec_dict["overrides"], *overrides])
+    run = spec.prepare(cfg, None)
+    try:
+        assert spec.warm_up(run)
+        run.rng.random(3), torch.rand(3, generator=run.generator), torch.rand(3), random.random()
+        saved = run.state_dict()
+        runner.save(spec, run, tmp_path)
+        restored = spec.prepare(cfg, load_checkpoint(tmp_path / "checkpoint.pt", kind=obs))
+        try:
+            assert_same(saved, restored.state_dict())
+            assert not spec.warm_up(restored), "a restored run collected its warm-up data again"
+            assert restored.planner.generator is restored.generator
+            for a, b in ((run, restored), (restored, run)):  # the next draws, taken in both orders
+                assert a.rng.random() == b.rng.random()
+                assert torch.equal(torch.rand(4, generator=a.planner.generator), torch.rand(4, generator=b.generator))
+        finally:
+            restored.close()
+    finally:
+        run.close()
+    fresh = np.random.default_rng(cfg.seed)
+    assert saved["rng"]["numpy"] != fresh.bit_generator.state  # the streams had moved off the seed
 
 
 def test_a_second_signal_does_not_cut_the_interrupt_checkpoint_short(tmp_path, monkeypatch):
