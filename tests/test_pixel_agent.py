@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ import yaml
 from worldmodel.agents.pixel_agent import PixelPolicy, load_agent, trim_metrics
 from worldmodel.models.world_model import RSSMState, WorldModel, WorldModelConfig
 from worldmodel.planning.cem import CEMPlanner, PlannerConfig
+
+from resume_checks import HANG_GUARD_S, kill_mid_run, metric_lines, rows_of, without_timing  # tests/resume_checks.py
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "pixels_smoke.yaml"
@@ -305,47 +306,66 @@ def test_load_agent_acts_and_reconstructs(smoke_run):
         envs.close()
 
 
+PIXEL_WARM_UP = ("seed episode", "held-out episode")  # the lines of the random-action episodes
+PIXEL_PLAYED = frozenset({"train_return", "AverageReturn"})  # a resumed run's envs are seeded anew
+
+
 @pytest.mark.slow
 def test_sigkill_after_a_checkpoint_then_resume_loses_nothing(tmp_path):
+    """The smoke config (held-out episode, evaluation, media), killed mid-run: a 1000-episode run
+    SIGKILLed (frozen first, so no race) once a row past its checkpoint at episode 2+ is logged, then
+    resumed as a 4-episode run. The resume keeps the rows before the checkpoint byte for byte, plays
+    no seed or held-out episode again, logs the lost row again with the same training and held-out
+    metrics (model, replay, held-out data and random streams restored), and ends at episode 4."""
     logdir = tmp_path / "killed"
-    proc = subprocess.Popen(
-        train_cmd("--config", str(SMOKE), "--logdir", str(logdir), "logger=none"),
-        cwd=ROOT,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    shorter = ["env.max_episode_steps=12", "train.train_steps=3", "train.checkpoint_every=2"]  # fewer frames, steps
+    args = train_cmd("--config", str(SMOKE), "--logdir", str(logdir), "logger=none", *shorter)
+    killed = kill_mid_run([*args, "train.episodes=1000"], logdir, "episode", lambda row: row["episode"], 2, ROOT, ENV)
+    at = killed.checkpoint
+    assert 2 <= at < 1000, at  # killed mid-run
+    kept = [line for line in killed.lines if json.loads(line)["episode"] <= at]
+    lost = [row for row in rows_of(killed.lines) if row["episode"] > at]
+    assert kept and lost
+
+    length = max(at + 2, *(row["episode"] for row in lost))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train" / "agent.py"), "--resume", str(logdir), f"train.episodes={length}"],
+        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=HANG_GUARD_S,
     )
-    deadline = time.time() + 240
-    while not (logdir / "checkpoint.pt").is_file() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert (logdir / "checkpoint.pt").is_file()
-    with (logdir / "metrics.jsonl").open("a") as f:  # a row logged after the checkpoint, then lost
-        f.write(json.dumps({"episode": 99, "recon_loss": 1.0}) + "\n")
-
-    result = run_cli("--resume", str(logdir))
-    assert result.returncode == 0, result.stderr[-3000:]
-    episodes = [row["episode"] for row in read_rows(logdir)]
-    assert episodes == [2, 3], episodes  # the uninterrupted run's rows, none twice
-    assert yaml.safe_load((logdir / "config.yaml").read_text())["logger"] == "none"
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert not [line for line in result.stdout.splitlines() if line.startswith(PIXEL_WARM_UP)], result.stdout
+    lines = metric_lines(logdir)
+    assert lines[: len(kept)] == kept, "rows logged before the checkpoint were rewritten (a redo?)"
+    rows = rows_of(lines)
+    assert [row["episode"] for row in rows] == [*range(2, length + 1)], "rows missing or logged twice"
+    assert "heldout_recon_loss" in lost[0]
+    assert without_timing(rows[len(kept) : len(kept) + 1], PIXEL_PLAYED) == without_timing(lost[:1], PIXEL_PLAYED)
+    assert yaml.safe_load((logdir / "config.yaml").read_text())["train"]["episodes"] == length
 
 
+@pytest.mark.slow
 def test_two_envs_in_workers_train_and_resume(tmp_path):
     """env.num_envs=2: seed, held-out, collected and evaluation episodes come two at a time from the
-    worker processes; the run stops, and a resume with more episodes continues it."""
+    worker processes; the run stops, and a resume with more episodes continues it: the first run's
+    row kept byte for byte, no seed or held-out episode played again, the counters carried on."""
     logdir = tmp_path / "two_envs"
     tiny = ["env.num_envs=2", "env.max_episode_steps=8", "train.train_steps=2", "train.chunk_length=6", "logger=none"]
     result = run_cli("--config", str(SMOKE), "--logdir", str(logdir), *tiny, "train.episodes=3")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "(action repeat 8)" in result.stdout
-    assert [row["episode"] for row in read_rows(logdir)] == [4]  # 2 seed episodes, then 2 collected
+    first = metric_lines(logdir)
+    assert [row["episode"] for row in rows_of(first)] == [4]  # 2 seed episodes, then 2 collected
     result = run_cli("--resume", str(logdir), "train.episodes=6")
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = read_rows(logdir)
+    output = (result.stdout + result.stderr).splitlines()
+    assert "(action repeat 8)" in result.stdout and not [line for line in output if line.startswith(PIXEL_WARM_UP)]
+    lines = metric_lines(logdir)
+    assert lines[:1] == first, "the first run's row was rewritten (a redo?)"
+    rows = rows_of(lines)
     assert [row["episode"] for row in rows] == [4, 6]
     batch_steps = 2 * 8 * 8  # 2 envs x 8 agent steps x action repeat 8
     assert (rows[0]["env_steps"], rows[1]["env_steps"]) == (2 * batch_steps, 3 * batch_steps)  # seed batch counts
+    assert (rows[0]["train_steps"], rows[1]["train_steps"]) == (2, 4)
     assert "AverageReturn" in rows[1]
 
 

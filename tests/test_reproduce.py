@@ -15,6 +15,8 @@ from worldmodel.agents import state_agent
 from worldmodel.agents.state_agent import StateAgentConfig
 from worldmodel.config import load_config
 
+from resume_checks import without_timing  # tests/resume_checks.py
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 TINY = [
@@ -101,7 +103,10 @@ def test_second_call_skips_finished_runs(tiny_table, capsys):
 
 
 @pytest.mark.slow
-def test_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch):
+def test_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch, capsys):
+    """A Ctrl-C in the second table run's second iteration; the next call skips the finished run and
+    resumes the interrupted one rather than redoing it: its first row kept byte for byte, no
+    random-policy episodes collected again, and the same rows as an uninterrupted run of its config."""
     out = tmp_path / "t"
     real_train = state_agent.train_dynamics
 
@@ -116,13 +121,23 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch):
     first = metrics_text(out)
     assert len(first["rs_nodelta_seed0"].splitlines()) == 1
     monkeypatch.setattr(state_agent, "train_dynamics", real_train)
+    capsys.readouterr()
     assert call("seed000", "--scale", "lite", "--out", str(out), *seed000_tiny) == 0
+    output = capsys.readouterr()
+    lines = (output.out + output.err).splitlines()
+    warm_up = [line for line in lines if line.startswith("random ")]  # "random 1/1: ..." and "random policy: ..."
+    assert not warm_up, f"a run collected its random-policy episodes again: {warm_up}"
     after = metrics_text(out)
     assert after["rs_seed0"] == first["rs_seed0"]  # finished: untouched
-    iterations = [json.loads(line)["Iteration"] for line in after["rs_nodelta_seed0"].splitlines()]
-    assert iterations == [0, 1]  # resumed, no duplicated row
+    assert after["rs_nodelta_seed0"].startswith(first["rs_nodelta_seed0"]), "row 0 rewritten (a redo?)"
+    rows = [json.loads(line) for line in after["rs_nodelta_seed0"].splitlines()]
+    assert [row["Iteration"] for row in rows] == [0, 1]  # resumed, no duplicated row
     names = [row["name"] for row in json.loads((out / "table.json").read_text())["rows"]]
     assert names == ["rs_itr0", "rs_itr0_mse", "rs_nodelta_itr0", "rs_nodelta_itr0_mse"]
+    # The CPU is deterministic: an uninterrupted run of the same config logs the same values.
+    whole = state_agent.main(config_path=out / "rs_nodelta_seed0" / "config.yaml", logdir=tmp_path / "whole")
+    uninterrupted = [json.loads(line) for line in (whole / "metrics.jsonl").read_text().splitlines()]
+    assert without_timing(rows) == without_timing(uninterrupted), "resumed != uninterrupted"
 
 
 def finding_rows(means: dict[str, float | None], randoms: tuple[float, ...] = (-300.0,)) -> list[dict]:

@@ -138,12 +138,26 @@ def test_eval_video_films_and_scores_the_first_reported_episode():
 
 
 @pytest.mark.slow
-def test_resume_continues_without_duplicate_rows(smoke_run, tmp_path):
-    # Continue the finished 2-iteration run for a third iteration, in process (faster than a subprocess).
+def test_resume_continues_without_duplicate_rows(smoke_run, tmp_path, capsys):
+    """Continue the finished 2-iteration run for a third iteration, in process (faster than a
+    subprocess): a resume, not a redo, keeps the first two rows byte for byte (a redo logs them again
+    with another wall_time), collects no random-policy episodes and continues the data's step count.
+    (tests/test_resume.py checks a resumed run's values against an uninterrupted run's.)"""
+    from worldmodel.checkpoint import load_checkpoint
+
+    before = (smoke_run / "metrics.jsonl").read_text()
+    env_steps = load_checkpoint(smoke_run / "checkpoint.pt", kind="state")["run"]["counters"]["env_steps"]
+    capsys.readouterr()
     main(overrides=["train.iterations=3"], resume=smoke_run)
+    output = capsys.readouterr()
+    lines = (output.out + output.err).splitlines()
+    warm_up = [line for line in lines if line.startswith("random ")]  # "random 1/1: ..." and "random policy: ..."
+    assert not warm_up, f"the resumed run collected its random-policy episodes again: {warm_up}"
+    after = (smoke_run / "metrics.jsonl").read_text()
+    assert after.startswith(before), "the rows logged before the checkpoint were rewritten (a redo?)"
     rows = read_rows(smoke_run)
     assert [row["Iteration"] for row in rows] == [0, 1, 2]
-    assert rows[2]["EnvSteps"] > rows[1]["EnvSteps"]
+    assert rows[1]["EnvSteps"] == env_steps < rows[2]["EnvSteps"]
 
 
 @pytest.mark.slow
