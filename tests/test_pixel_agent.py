@@ -312,11 +312,12 @@ PIXEL_PLAYED = frozenset({"train_return", "AverageReturn"})  # a resumed run's e
 
 @pytest.mark.slow
 def test_sigkill_after_a_checkpoint_then_resume_loses_nothing(tmp_path):
-    """The smoke config (held-out episode, evaluation, media), killed mid-run: a 1000-episode run
-    SIGKILLed (frozen first, so no race) once a row past its checkpoint at episode 2+ is logged, then
-    resumed as a 4-episode run. The resume keeps the rows before the checkpoint byte for byte, plays
-    no seed or held-out episode again, logs the lost row again with the same training and held-out
-    metrics (model, replay, held-out data and random streams restored), and ends at episode 4."""
+    """The smoke config (held-out episode, evaluation, media; shorter episodes) killed mid-run: a
+    1000-episode run SIGKILLed (frozen first, so no race) once a row past its checkpoint at episode 2+
+    is logged, then resumed to two episodes past that checkpoint. The resume keeps the rows before the
+    checkpoint byte for byte, plays no seed or held-out episode again, logs the lost row again with the
+    same training and held-out metrics (model, replay, held-out data and random streams restored), and
+    logs every episode's row once."""
     logdir = tmp_path / "killed"
     shorter = ["env.max_episode_steps=12", "train.train_steps=3", "train.checkpoint_every=2"]  # fewer frames, steps
     args = train_cmd("--config", str(SMOKE), "--logdir", str(logdir), "logger=none", *shorter)

@@ -5,7 +5,7 @@ uninterrupted run's. For both agents, on tiny configs with ``logger=none``.
 
 No race by construction: the killed run is configured for 1000 iterations/episodes, frozen and
 SIGKILLed once a row past a checkpoint is logged (see ``resume_checks.kill_mid_run``), and resumed
-with a length of two steps past that checkpoint, given as an override on the ``--resume`` line."""
+to two steps past that checkpoint (or more), the length given as an override on the ``--resume`` line."""
 
 from __future__ import annotations
 
