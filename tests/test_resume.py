@@ -195,22 +195,25 @@ def assert_same(saved, restored, where: str = "run") -> None:
 
 @pytest.mark.parametrize("obs", ["state", "pixels"])
 def test_prepare_with_a_checkpoint_continues_every_random_stream(obs, tmp_path):
-    """A run rebuilt from its checkpoint by the agent's ``prepare`` is the saved run, not a fresh one
-    from the same seed: its state (model, optimizer, data, counters, every random stream) comes back
-    to the bit, and the numpy stream and the generator the planner draws from continue where the
-    saved run's do. The run's warm-up data and a few extra draws move every stream off its seed first."""
+    """A run rebuilt from its checkpoint by the agent's ``prepare`` (and attached to its run folder,
+    as ``runner.train`` does) is the saved run, not a fresh one from the same seed: its state (model,
+    optimizer, data, counters, every random stream) comes back to the bit, and the numpy stream and the
+    generator the planner draws from continue where the saved run's do. The run's warm-up data and a
+    few extra draws move every stream off its seed first."""
     spec_dict, overrides = RESTORE[obs]
     spec = agent_spec(obs)
     cfg = load_config(spec.config_class, REPO / spec_dict["config"], [*spec_dict["overrides"], *overrides])
     run = spec.prepare(cfg, None)
     try:
+        run.attach(tmp_path)
         assert spec.warm_up(run)
         run.rng.random(3), torch.rand(3, generator=run.generator), torch.rand(3), random.random()
-        saved = run.state_dict()
+        saved = {**run.state_dict(), **data(run)}
         runner.save(spec, run, tmp_path)
         restored = spec.prepare(cfg, load_checkpoint(tmp_path / "checkpoint.pt", kind=obs))
         try:
-            assert_same(saved, restored.state_dict())
+            restored.attach(tmp_path)
+            assert_same(saved, {**restored.state_dict(), **data(restored)})
             assert not spec.warm_up(restored), "a restored run collected its warm-up data again"
             assert restored.planner.generator is restored.generator
             for a, b in ((run, restored), (restored, run)):  # the next draws, taken in both orders
@@ -222,6 +225,14 @@ def test_prepare_with_a_checkpoint_continues_every_random_stream(obs, tmp_path):
         run.close()
     fresh = np.random.default_rng(cfg.seed)
     assert saved["rng"]["numpy"] != fresh.bit_generator.state  # the streams had moved off the seed
+
+
+def data(run) -> dict:
+    """The pixel run's episodes, which its checkpoint counts and its run folder holds (the state run's
+    transitions are in its ``state_dict``)."""
+    if not hasattr(run, "replay"):
+        return {}
+    return {"replay_steps": run.replay.state_dict(), "heldout_steps": run.heldout.state_dict()}
 
 
 def test_a_second_signal_does_not_cut_the_interrupt_checkpoint_short(tmp_path, monkeypatch):
