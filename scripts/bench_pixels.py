@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_planner's timi
 import bench_planner  # noqa: E402  (puts the repository root on sys.path too)
 
 from worldmodel.agents import pixel_agent  # noqa: E402
-from worldmodel.agents.common import resolve_device  # noqa: E402
+from worldmodel.devices import resolve_device  # noqa: E402
 from worldmodel.cli import parse_with_overrides  # noqa: E402
 from worldmodel.config import load_config  # noqa: E402
 from worldmodel.cpu import tune_cpu  # noqa: E402

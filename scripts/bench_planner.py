@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a fresh clone without installing
 
-from worldmodel.agents.common import resolve_device  # noqa: E402
+from worldmodel.devices import resolve_device  # noqa: E402
 from worldmodel.cpu import tune_cpu  # noqa: E402
 from worldmodel.cuda_graphs import on_side_stream, record_graph  # noqa: E402
 from worldmodel.envs.rewards import RewardFn, half_cheetah_reward  # noqa: E402

@@ -274,7 +274,6 @@ def test_a_second_signal_does_not_cut_the_interrupt_checkpoint_short(tmp_path, m
 
 def test_the_loop_says_how_long_is_left_after_the_first_iteration_and_every_tenth(tmp_path, monkeypatch, capsys):
     """A run prints its pace early, so a config too large for the machine shows it in minutes."""
-    from dataclasses import replace
 
     from worldmodel import runner
 
@@ -290,14 +289,23 @@ def test_the_loop_says_how_long_is_left_after_the_first_iteration_and_every_tent
             class train:
                 checkpoint_every = 100
 
-    def iterate(run, logger, logdir):
-        run.progress += 1
+    class Counting(runner.Agent):
+        kind, config_class, unit = "pixels", object, "episodes"
+        make_envs = build_run = row_progress = describe = None
 
-    spec = runner.RunSpec(
-        kind="pixels", config_class=object, prepare=None, warm_up=lambda run: False, iterate=iterate,
-        progress=lambda run: run.progress, length=lambda cfg: 20, trim_metrics=None, describe=None,
-    )
-    runner.train_loop(replace(spec, unit="episodes"), Run(), logger=None, logdir=tmp_path)
+        def warm_up(self, run):
+            return False
+
+        def iterate(self, run, logger, logdir):
+            run.progress += 1
+
+        def progress(self, run):
+            return run.progress
+
+        def length(self, cfg):
+            return 20
+
+    runner.train_loop(Counting(), Run(), logger=None, logdir=tmp_path)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("progress:")]
     assert [line.split()[1] for line in lines] == ["1/20", "2/20", *(f"{n}/20" for n in range(4, 21, 2))]
     assert lines[0] == "progress: 1/20 episodes in 30 s, about 9.5 min left"

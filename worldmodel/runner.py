@@ -1,9 +1,10 @@
 """The run loop both agents plug into: run folder, config, resume, checkpoints, Ctrl-C, logger.
 
-An agent describes itself with a ``RunSpec``: how to build its run state, its warm-up data, one
-``iterate`` step, the counter that step advances, and how to trim metrics rows past a checkpoint.
-Its run state is a ``RunState`` (config, envs, device, random streams, counters) with the
-agent's models and data as its checkpoint ``payload``. Everything else lives here, once:
+An agent plugs in as an ``Agent``: its config class, how to make its envs and its run state, its
+warm-up data, one ``iterate`` step, the counter that step advances and where a metrics row sits on
+it. Its run state is a ``RunState`` (config, envs, device, random streams, counters) with the agent's
+models and data as its checkpoint ``payload``. ``worldmodel.agents.agent_spec("state" | "pixels")``
+finds an agent by the name its configs carry. Everything else lives here, once:
 
     logdir = train(STATE_SPEC, config_path="configs/state_smoke.yaml", overrides=["seed=1"])
     train(STATE_SPEC, resume=logdir)            # continue from logdir/checkpoint.pt
@@ -23,21 +24,25 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from abc import ABC, abstractmethod
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
 
+from worldmodel.devices import resolve_device, seed_everything
 from worldmodel.checkpoint import POLICY_NAME, load_checkpoint, save_checkpoint
 from worldmodel.config import load_config, save_config, to_dict
 from worldmodel.cpu import tune_cpu
 from worldmodel.errors import UserError
 from worldmodel.logging.logger import Logger
+from worldmodel.logging.logger import trim_metrics as logger_trim_metrics
 
 T = TypeVar("T")
+ConfigT = TypeVar("ConfigT")
+RunT = TypeVar("RunT", bound="RunState")
 CHECKPOINT_NAME = "checkpoint.pt"
 
 # The run loop's clock, its own name so a test can replace it without touching time.perf_counter for the
@@ -45,32 +50,70 @@ CHECKPOINT_NAME = "checkpoint.pt"
 clock = time.perf_counter
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    """What differs between the agents; ``run`` is the agent's run state object."""
+class Agent(ABC, Generic[ConfigT, RunT]):
+    """What differs between the agents, as the run loop sees it; one instance per agent
+    (``state_agent.STATE_SPEC``, ``pixel_agent.PIXEL_SPEC``)."""
 
     kind: str
-    """"state" or "pixels": the checkpoint's kind and the default run folder's prefix."""
-    config_class: type
+    """"state" or "pixels": the name configs, checkpoints and policy files carry, and the run folder's prefix."""
+    config_class: type[ConfigT]
     """The agent's config dataclass."""
-    prepare: Callable[[Any, dict[str, Any] | None], Any]
-    """(cfg, checkpoint or None) -> run: envs, model, data, the checkpoint loaded; writes nothing to disk."""
-    warm_up: Callable[[Any], bool]
-    """run -> whether it collected anything: the data before the first iteration (a no-op once done)."""
-    iterate: Callable[[Any, Logger, Path], Any]
-    """(run, logger, logdir): one step of the algorithm, logging one metrics row and advancing ``progress``."""
-    progress: Callable[[Any], int]
-    """run -> the counter ``iterate`` advances (iterations, episodes)."""
-    length: Callable[[Any], int]
-    """cfg -> the counter's value at which the run is finished."""
-    trim_metrics: Callable[[Path, int], Any]
-    """(metrics.jsonl, progress at the checkpoint or -1 for none): drop the rows logged after it."""
-    describe: Callable[[Any], str]
-    """run -> the first line a run prints, e.g. "state agent: HalfCheetah-v5 x4 on cpu"."""
-    checkpoint_after_warm_up: bool = False
-    """Save a checkpoint as soon as the warm-up data is collected (worth it when that takes long)."""
     unit: str = "iterations"
     """What ``progress`` counts, for the time-left lines."""
+    checkpoint_after_warm_up: bool = False
+    """Save a checkpoint as soon as the warm-up data is collected (worth it when that takes long)."""
+
+    def prepare(self, cfg: ConfigT, checkpoint: dict[str, Any] | None) -> RunT:
+        """Envs, model and data, the checkpoint (if any) loaded; nothing is written to disk, and a failure
+        closes the envs again."""
+        device = resolve_device(cfg.device)
+        seed_everything(cfg.seed)
+        envs = self.make_envs(cfg, checkpoint)
+        try:
+            run = self.build_run(cfg, envs, device)
+            if checkpoint is not None:
+                run.load_state_dict(checkpoint["run"])
+        except BaseException:
+            envs.close()
+            raise
+        return run
+
+    @abstractmethod
+    def make_envs(self, cfg: ConfigT, checkpoint: dict[str, Any] | None) -> Any:
+        """The run's envs (a resumed run's may be seeded by its checkpoint's counters)."""
+
+    @abstractmethod
+    def build_run(self, cfg: ConfigT, envs: Any, device: torch.device) -> RunT:
+        """A fresh run state over ``envs``: models, optimisers, empty data."""
+
+    @abstractmethod
+    def warm_up(self, run: RunT) -> bool:
+        """The data before the first iteration -> whether it collected anything (a no-op once done)."""
+
+    @abstractmethod
+    def iterate(self, run: RunT, logger: Logger, logdir: Path) -> None:
+        """One step of the algorithm: log one metrics row and advance ``progress``."""
+
+    @abstractmethod
+    def progress(self, run: RunT) -> int:
+        """The counter ``iterate`` advances (iterations, episodes)."""
+
+    @abstractmethod
+    def length(self, cfg: ConfigT) -> int:
+        """The counter's value at which the run is finished."""
+
+    @abstractmethod
+    def row_progress(self, row: dict[str, Any]) -> int:
+        """The counter's value once the step that logged ``row`` was done."""
+
+    @abstractmethod
+    def describe(self, run: RunT) -> str:
+        """The first line a run prints, e.g. "state agent: HalfCheetah-v5 x4 on cpu"."""
+
+    def trim_metrics(self, path: Path, progress: int) -> None:
+        """Drop the rows logged after the checkpoint taken at ``progress`` (-1: none taken) and a line a
+        kill cut short: the resumed run logs them again."""
+        logger_trim_metrics(path, lambda row: self.row_progress(row) <= progress)
 
 
 # ---- run folders and configs ----------------------------------------------------------------
@@ -184,7 +227,7 @@ def crossed(before: int, after: int, every: int) -> bool:
     return after // every > before // every
 
 
-def save(spec: RunSpec, run: Any, logdir: Path) -> Path:
+def save(spec: Agent, run: Any, logdir: Path) -> Path:
     """The policy file, then the checkpoint: each written whole, so a resume always finds a policy at least
     as new as its checkpoint."""
     policy = {"kind": spec.kind, "config": to_dict(run.cfg), **run.policy_state()}
@@ -207,7 +250,7 @@ def further_interrupts_ignored():
             signal.signal(sig, handler)
 
 
-def train_loop(spec: RunSpec, run: Any, logger: Logger, logdir: Path) -> None:
+def train_loop(spec: Agent, run: Any, logger: Logger, logdir: Path) -> None:
     """Warm up, then ``iterate`` until the counter reaches its length; checkpoint every
     ``train.checkpoint_every`` steps of it, at the end and on Ctrl-C."""
     every, length = run.cfg.train.checkpoint_every, spec.length(run.cfg)
@@ -236,7 +279,7 @@ def train_loop(spec: RunSpec, run: Any, logger: Logger, logdir: Path) -> None:
     save(spec, run, logdir)
 
 
-def time_left_line(spec: RunSpec, run: Any, first: int, seconds: float) -> str:
+def time_left_line(spec: Agent, run: Any, first: int, seconds: float) -> str:
     """"progress: 13/100 episodes in 3.2 min, about 21 min left" at this session's pace so far."""
     done, length = spec.progress(run), spec.length(run.cfg)
     left = seconds / max(done - first, 1) * (length - done)
@@ -250,7 +293,7 @@ def duration(seconds: float) -> str:
 
 
 def train(
-    spec: RunSpec,
+    spec: Agent,
     config_path: str | Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     logdir: str | Path | None = None,

@@ -1,7 +1,7 @@
 """The two agents, ``state`` (ensemble MPC from states, ``state_agent``) and ``pixels`` (RSSM + latent CEM,
 ``pixel_agent``), found by the ``agent`` value every config and every run folder's config.yaml carries:
 
-    spec = agent_spec("pixels")                       # what the run loop needs (a runner.RunSpec)
+    spec = agent_spec("pixels")                       # what the run loop needs (a runner.Agent)
     agent = declared_agent(Path("runs/x/config.yaml"))  # "state", "pixels", or None when the file names none
 
 The command line, sweeps, scripts and reports ask here instead of guessing from a config's shape.
@@ -20,7 +20,7 @@ PROGRESS_KEY = {"state": "Iteration", "pixels": "episode"}
 
 
 def agent_spec(agent: str) -> Any:
-    """The ``runner.RunSpec`` of the ``state`` or the ``pixels`` agent."""
+    """The ``runner.Agent`` of the ``state`` or the ``pixels`` agent (its ``kind``)."""
     if agent == "state":
         from worldmodel.agents.state_agent import STATE_SPEC as spec
     elif agent == "pixels":

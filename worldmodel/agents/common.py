@@ -1,31 +1,40 @@
-"""Small pieces both agents share: devices and seeding (the run loop itself is ``worldmodel.runner``)."""
+"""What both agents' ``load_agent`` start from (the run loop they share is ``worldmodel.runner``)."""
 
 from __future__ import annotations
 
-import random
+from pathlib import Path
+from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 
-from worldmodel.errors import UserError
+from worldmodel.devices import resolve_device
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu. ``cuda`` without a GPU is a clear error."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("device 'cuda' was asked for but torch sees no GPU; use --device cpu or --device auto")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise UserError(f"unknown device {name!r}; valid: auto, cpu, cuda")
-    if name.startswith("cuda"):
-        # TF32 tensor cores for fp32 matmuls (cuDNN's convolutions use them by default): the GRU and MLP
-        # matmuls of latent planning are most of its flops, and these models train the same with them.
-        torch.set_float32_matmul_precision("high")
-    return torch.device(name)
+class SavedPolicy(NamedTuple):
+    """What a ``load_agent`` builds a policy from."""
+
+    cfg: Any
+    """The run's config (with the overrides given to ``load_agent``)."""
+    sizes: dict[str, Any]
+    """What rebuilds the model beside the config (action size, image shape, ...)."""
+    weights: dict[str, torch.Tensor]
+    """The model's state dict."""
+    device: torch.device
+    generator: torch.Generator
+    """Seeded with the run's seed: the planner's and the policy's random numbers."""
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+def saved_policy(
+    run: str | Path, policy_file: str | Path | None, kind: str, config_class: type, device: str,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> SavedPolicy:
+    """The ``policy.pt`` of the run folder ``run`` (or ``policy_file``, anywhere) of a ``kind`` agent, read
+    without running anything, its config rebuilt as ``config_class``."""
+    from worldmodel.checkpoint import load_policy
+    from worldmodel.config import load_config
+
+    saved = load_policy(policy_file or run, kind=kind)
+    cfg = load_config(config_class, saved["config"], list(overrides))
+    torch_device = resolve_device(device)
+    generator = torch.Generator(device=torch_device).manual_seed(cfg.seed)
+    return SavedPolicy(cfg, saved["sizes"], saved["weights"], torch_device, generator)

@@ -26,18 +26,15 @@ import numpy as np
 import torch
 
 from worldmodel import runner
-from worldmodel.agents.common import resolve_device, seed_everything
+from worldmodel.agents.common import saved_policy
 from worldmodel.agents.pixel_config import PixelAgentConfig
 from worldmodel.agents.policies import PixelPolicy
-from worldmodel.checkpoint import load_policy
-from worldmodel.config import load_config
 from worldmodel.data.device_replay import DeviceReplay
 from worldmodel.data.episodes import EpisodeReplay
 from worldmodel.envs.pixel_episodes import Episodes, random_actions, run_episodes
 from worldmodel.envs.pixel_factory import make_pixel_envs
 from worldmodel.envs.pixels import PixelEnvs
 from worldmodel.logging.logger import Logger
-from worldmodel.logging.logger import trim_metrics as logger_trim_metrics
 from worldmodel.logging.media import episode_video, openl_video, recon_grid
 from worldmodel.logging.progress import progress
 from worldmodel.models.world_model import WorldModel, batch_to_torch
@@ -264,43 +261,45 @@ def warm_up(run: PixelRun) -> bool:
 # ---- entry points ---------------------------------------------------------------------------
 
 
-def prepare(cfg: PixelAgentConfig, checkpoint: dict[str, Any] | None) -> PixelRun:
-    """Build envs, model and replay, and check they fit, before anything is written to disk."""
-    device = resolve_device(cfg.device)
-    seed_everything(cfg.seed)
-    # Envs of a resumed run get fresh seeds, so they do not replay the first episodes again.
-    episode = checkpoint["run"]["counters"]["episode"] if checkpoint else 0
-    envs = make_pixel_envs(cfg.env, seed=cfg.seed + 1000 * episode)
-    try:
+class PixelAgent(runner.Agent[PixelAgentConfig, PixelRun]):
+    """The pixel agent as the run loop sees it: episodes of train, collect, sometimes evaluate."""
+
+    kind = "pixels"
+    config_class = PixelAgentConfig
+    unit = "episodes"
+    checkpoint_after_warm_up = True  # seed episodes of 1000 frames take long
+
+    def make_envs(self, cfg: PixelAgentConfig, checkpoint: dict[str, Any] | None) -> PixelEnvs:
+        # Envs of a resumed run get fresh seeds, so they do not replay the first episodes again.
+        episode = checkpoint["run"]["counters"]["episode"] if checkpoint else 0
+        return make_pixel_envs(cfg.env, seed=cfg.seed + 1000 * episode)
+
+    def build_run(self, cfg: PixelAgentConfig, envs: PixelEnvs, device: torch.device) -> PixelRun:
         EpisodeReplay(cfg.replay, envs.obs_shape, envs.action_size).check_fits(cfg.train.chunk_length)
-        run = PixelRun(cfg, envs, device)
-        if checkpoint is not None:
-            run.load_state_dict(checkpoint["run"])
-    except BaseException:
-        envs.close()
-        raise
-    return run
+        return PixelRun(cfg, envs, device)
+
+    def warm_up(self, run: PixelRun) -> bool:
+        return warm_up(run)
+
+    def iterate(self, run: PixelRun, logger: Logger, logdir: Path) -> None:
+        iterate(run, logger, logdir)
+
+    def progress(self, run: PixelRun) -> int:
+        return run.episode
+
+    def length(self, cfg: PixelAgentConfig) -> int:
+        return cfg.train.episodes
+
+    def row_progress(self, row: dict[str, Any]) -> int:
+        return row.get("episode", 0)  # a row is logged with the episodes collected so far
+
+    def describe(self, run: PixelRun) -> str:
+        return f"pixel agent: {run.cfg.env.id} (action repeat {run.envs.action_repeat}) on {run.device}"
 
 
-def trim_metrics(path: Path, episode: int) -> None:
-    """Drop rows logged after the checkpoint (episode > ``episode``) and any line cut short by a kill:
-    the resumed run logs them again."""
-    logger_trim_metrics(path, lambda row: row.get("episode", 0) <= episode)
-
-
-PIXEL_SPEC = runner.RunSpec(
-    kind="pixels",
-    config_class=PixelAgentConfig,
-    prepare=prepare,
-    warm_up=warm_up,
-    iterate=iterate,
-    progress=lambda run: run.episode,
-    length=lambda cfg: cfg.train.episodes,
-    trim_metrics=trim_metrics,
-    describe=lambda run: f"pixel agent: {run.cfg.env.id} (action repeat {run.envs.action_repeat}) on {run.device}",
-    checkpoint_after_warm_up=True,  # seed episodes of 1000 frames take long
-    unit="episodes",
-)
+PIXEL_SPEC = PixelAgent()
+prepare = PIXEL_SPEC.prepare
+trim_metrics = PIXEL_SPEC.trim_metrics
 
 
 def main(
@@ -326,14 +325,13 @@ def load_agent(
     ``overrides`` (``key.sub=value``) change the run's config before the agent is built, e.g. a larger
     planner. The returned policy's ``make_envs(num_envs=1, seed=0)`` builds the run's environment.
     """
-    saved = load_policy(policy_file or run, kind="pixels")
-    cfg = load_config(PixelAgentConfig, saved["config"], list(overrides))
-    torch_device = resolve_device(device)
-    action_size, image_shape = int(saved["sizes"]["action_size"]), tuple(saved["sizes"]["image_shape"])
+    cfg, sizes, weights, torch_device, generator = saved_policy(
+        run, policy_file, "pixels", PixelAgentConfig, device, overrides
+    )
+    action_size, image_shape = int(sizes["action_size"]), tuple(sizes["image_shape"])
     world_model = WorldModel(cfg.model, action_size, image_shape).to(torch_device)
-    world_model.load_state_dict(saved["weights"])
+    world_model.load_state_dict(weights)
     box = torch.ones(action_size, device=torch_device)
-    generator = torch.Generator(device=torch_device).manual_seed(cfg.seed)
     planner = CEMPlanner(cfg.planner, low=-box, high=box, generator=generator)
 
     def make_envs(num_envs: int = 1, seed: int = 0) -> PixelEnvs:

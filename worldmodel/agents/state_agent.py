@@ -26,16 +26,14 @@ import numpy as np
 import torch
 
 from worldmodel import runner
-from worldmodel.agents.common import resolve_device, seed_everything
+from worldmodel.agents.common import saved_policy
 from worldmodel.agents.policies import StatePolicy
-from worldmodel.checkpoint import load_policy
-from worldmodel.config import check, load_config
+from worldmodel.config import check
 from worldmodel.data.transitions import TransitionBuffer
 from worldmodel.envs.state import StateEnvConfig, StateEnvSpec, make_state_envs, state_env_spec
 from worldmodel.envs.state_episodes import Episodes, random_policy, run_episodes
 from worldmodel.errors import UserError
 from worldmodel.logging.logger import Logger, WandbConfig
-from worldmodel.logging.logger import trim_metrics as logger_trim_metrics
 from worldmodel.logging.media import save_loss_curve
 from worldmodel.logging.progress import progress
 from worldmodel.logging.rollout import replay_state_episode
@@ -327,38 +325,41 @@ def warm_up(run: StateRun) -> bool:
 # ---- entry points ---------------------------------------------------------------------------
 
 
-def prepare(cfg: StateAgentConfig, checkpoint: dict[str, Any] | None) -> StateRun:
-    """Check the env id and device, build envs and model, before anything is written to disk."""
-    spec = state_env_spec(cfg.env.id)
-    device = resolve_device(cfg.device)
-    seed_everything(cfg.seed)
-    envs = make_state_envs(cfg.env)
-    try:
-        run = StateRun(cfg, spec, envs, device)
-        if checkpoint is not None:
-            run.load_state_dict(checkpoint["run"])
-    except BaseException:
-        envs.close()
-        raise
-    return run
+class StateAgent(runner.Agent[StateAgentConfig, StateRun]):
+    """The state agent as the run loop sees it: iterations of train, act, measure."""
+
+    kind = "state"
+    config_class = StateAgentConfig
+
+    def make_envs(self, cfg: StateAgentConfig, checkpoint: dict[str, Any] | None):
+        state_env_spec(cfg.env.id)  # an unknown env id is one clear error before anything is built
+        return make_state_envs(cfg.env)
+
+    def build_run(self, cfg: StateAgentConfig, envs, device: torch.device) -> StateRun:
+        return StateRun(cfg, state_env_spec(cfg.env.id), envs, device)
+
+    def warm_up(self, run: StateRun) -> bool:
+        return warm_up(run)
+
+    def iterate(self, run: StateRun, logger: Logger, logdir: Path) -> None:
+        iterate(run, logger, logdir)
+
+    def progress(self, run: StateRun) -> int:
+        return run.iteration
+
+    def length(self, cfg: StateAgentConfig) -> int:
+        return cfg.train.iterations
+
+    def row_progress(self, row: dict[str, Any]) -> int:
+        return row.get("Iteration", 0) + 1  # the row of iteration i is logged as i becomes done
+
+    def describe(self, run: StateRun) -> str:
+        return f"state agent: {run.cfg.env.id} x{run.cfg.env.num_envs} on {run.device}"
 
 
-def trim_metrics(path: Path, iteration: int) -> None:
-    """Drop rows of iterations >= ``iteration`` (logged after the checkpoint) and a half-written last line."""
-    logger_trim_metrics(path, lambda row: row.get("Iteration", 0) < iteration)
-
-
-STATE_SPEC = runner.RunSpec(
-    kind="state",
-    config_class=StateAgentConfig,
-    prepare=prepare,
-    warm_up=warm_up,
-    iterate=iterate,
-    progress=lambda run: run.iteration,
-    length=lambda cfg: cfg.train.iterations,
-    trim_metrics=trim_metrics,
-    describe=lambda run: f"state agent: {run.cfg.env.id} x{run.cfg.env.num_envs} on {run.device}",
-)
+STATE_SPEC = StateAgent()
+prepare = STATE_SPEC.prepare
+trim_metrics = STATE_SPEC.trim_metrics
 
 
 def main(
@@ -378,17 +379,14 @@ def load_agent(run: str | Path, policy_file: str | Path | None = None, device: s
     The returned policy's ``make_env(num_envs=1, render_mode=None)`` builds the run's vector env
     (``render_mode="rgb_array"`` for videos).
     """
-    saved = load_policy(policy_file or run, kind="state")
-    cfg = load_config(StateAgentConfig, saved["config"])
+    cfg, sizes, weights, torch_device, generator = saved_policy(run, policy_file, "state", StateAgentConfig, device)
     spec = state_env_spec(cfg.env.id)
-    if (spec.obs_size, spec.action_size) != (saved["sizes"]["obs_size"], saved["sizes"]["action_size"]):
+    if (spec.obs_size, spec.action_size) != (sizes["obs_size"], sizes["action_size"]):
         raise UserError(
-            f"the policy's sizes {saved['sizes']} do not fit {cfg.env.id} (obs {spec.obs_size}, action {spec.action_size})"
+            f"the policy's sizes {sizes} do not fit {cfg.env.id} (obs {spec.obs_size}, action {spec.action_size})"
         )
-    torch_device = resolve_device(device)
     model = build_model(cfg, spec, torch_device)
-    model.load_state_dict(saved["weights"])
-    generator = torch.Generator(device=torch_device).manual_seed(cfg.seed)
+    model.load_state_dict(weights)
     planner = build_planner(cfg, spec, torch_device, generator)
 
     def make_env(num_envs: int = 1, render_mode: str | None = None):
