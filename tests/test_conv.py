@@ -15,13 +15,7 @@ A = 2
 TINY = dict(belief_size=32, state_size=8, hidden_size=32, embedding_size=128, cnn_depth=4)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread; with two, a busy second core makes every step ~50x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 # ---- conv encoder / decoder ------------------------------------------------------------------

@@ -19,13 +19,7 @@ from worldmodel.models.world_model import WorldModel, WorldModelConfig
 A, D, S, H, E = 3, 12, 5, 16, 20
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def random_parts() -> tuple[RSSM, RewardHead]:

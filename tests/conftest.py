@@ -1,0 +1,16 @@
+"""Fixtures several test files share."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models run fastest on one thread; with two, a busy second core makes every step ~50x slower.
+    A file opts in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
