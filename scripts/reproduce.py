@@ -13,9 +13,12 @@ Tables:
            10 random episodes, and DynamicsMSE, with and without delta normalisation.
 
 Each run is a normal run folder DIR/<row>_seed<N> (config.yaml, metrics.jsonl, loss curves, checkpoint),
-made by the same code as train/agent.py. Calling the command again skips finished runs and resumes
-unfinished ones from their checkpoint. At the end it writes DIR/table.md (ours: mean +- std over seeds,
-and the mean std within a run, beside the seed's figure), DIR/table.json and DIR/returns.png.
+trained by train/agent.py's code in its own process through the sweep's trial runner
+(worldmodel/sweep.py: one run at a time here, or --parallel N on Ray where it is installed); its output
+goes to DIR/logs/<row>_seed<N>.log and DIR/sweep.json records each run's status. Calling the command again
+skips finished runs and resumes unfinished ones from their checkpoint; a run whose process dies is resumed
+up to --max-retries times. At the end it writes DIR/table.md (ours: mean +- std over seeds, and the mean
+std within a run, beside the seed's figure), DIR/table.json and DIR/returns.png.
 
 --scale full uses the seed's settings exactly (configs/state_halfcheetah_{rs,cem}.yaml; a GPU takes
 minutes, 2 CPU cores about an hour a seed); --scale lite shrinks them (see LITE below) and runs one seed
@@ -143,18 +146,6 @@ SEED000 = Table(
 TABLES = {table.name: table for table in (SEED001, SEED000)}
 
 
-@dataclass(frozen=True)
-class Planned:
-    """One run folder of the table, checked before anything runs."""
-
-    run: Run
-    seed: int
-    overrides: list[str]
-    cfg: Any
-    logdir: Path
-    status: str  # new, unfinished or done
-
-
 # ---- run folders ----------------------------------------------------------------------------
 
 
@@ -167,12 +158,12 @@ def comparable(config: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in config.items() if key not in IGNORED_KEYS}
 
 
-def run_status(logdir: Path, expected: dict[str, Any]) -> str:
-    """'new', 'unfinished' or 'done'; a folder holding another experiment is a UserError."""
+def check_run_folder(logdir: Path, expected: dict[str, Any]) -> None:
+    """Refuse a folder that holds files but no run, or a run of another config than the table's."""
     import yaml
 
     if not logdir.exists() or not any(logdir.iterdir()):
-        return "new"
+        return
     if not (logdir / "config.yaml").is_file():
         raise UserError(f"{logdir} holds files but no run (no config.yaml); move it away and run again")
     saved = yaml.safe_load((logdir / "config.yaml").read_text()) or {}
@@ -182,10 +173,6 @@ def run_status(logdir: Path, expected: dict[str, Any]) -> str:
             f"{logdir} holds a run with a different config than this table expects (differs in: "
             f"{', '.join(differing)}); use another --out"
         )
-    last = expected["train"]["iterations"] - 1
-    rows = read_rows(logdir)
-    finished = any(row.get("Iteration") == last for row in rows) and (logdir / "checkpoint.pt").is_file()
-    return "done" if finished else "unfinished"
 
 
 def read_rows(logdir: Path) -> list[dict[str, Any]]:
@@ -343,15 +330,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scale", choices=["full", "lite"], default="full", help="the seed's settings or smaller ones")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where models and planning run")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the runs and the table")
+    parser.add_argument(
+        "--parallel", type=int, default=1, metavar="N",
+        help="runs at once, on a local Ray (1: one after another, no Ray needed; default 1)",
+    )
+    parser.add_argument(
+        "--max-retries", type=int, default=2, metavar="N", help="resume a run whose process dies at most N times (2)"
+    )
     parser.epilog = "Any other argument key.sub=value (anywhere on the line) overrides that field in every run."
     return parser
 
 
 def reproduce(args: argparse.Namespace, command: str) -> None:
-    from tqdm import tqdm
-
     from worldmodel.agents import state_agent
     from worldmodel.config import load_config, to_dict
+    from worldmodel.sweep import Trial, run_trials
 
     if args.table not in TABLES:
         raise UserError(f"unknown table {args.table!r}; valid: {', '.join(TABLES)}")
@@ -359,6 +352,8 @@ def reproduce(args: argparse.Namespace, command: str) -> None:
     seeds = args.seeds if args.seeds is not None else ([0, 1, 2] if args.scale == "full" else [0])
     if not seeds:
         raise UserError("--seeds needs at least one seed, e.g. --seeds 0 1 2")
+    if args.parallel < 1 or args.max_retries < 0:
+        raise UserError("--parallel must be >= 1 and --max-retries >= 0")
     bad = [o for o in args.overrides if "=" not in o]
     if bad:
         raise UserError(f"unrecognized argument {bad[0]!r}; config overrides look like key.sub=value")
@@ -366,35 +361,24 @@ def reproduce(args: argparse.Namespace, command: str) -> None:
     check_out_dir(out, table, args.scale)
 
     # Every run's config is checked (and every existing folder compared) before anything runs.
-    plans = []
+    trials = []
     for run in table.runs:
         for seed in seeds:
             overrides = run_overrides(run, seed, args.scale, args.device, args.overrides)
             cfg = load_config(state_agent.StateAgentConfig, ROOT / run.config, overrides)
-            logdir = out / f"{run.name}_seed{seed}"
-            plans.append(Planned(run, seed, overrides, cfg, logdir, run_status(logdir, to_dict(cfg))))
+            check_run_folder(out / f"{run.name}_seed{seed}", to_dict(cfg))
+            trials.append(Trial(f"{run.name}_seed{seed}", "state", str(ROOT / run.config), tuple(overrides)))
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text(json.dumps({"table": table.name, "scale": args.scale}) + "\n")
 
     started = time.perf_counter()
-    total = sum(p.cfg.train.iterations for p in plans)
-    finished = {p.logdir: len({r.get("Iteration") for r in read_rows(p.logdir)}) for p in plans}
-    with tqdm(total=total, initial=sum(finished.values()), desc=f"{table.name} ({args.scale})", unit="iteration") as bar:
-        for p in plans:
-            run, seed, overrides, cfg, logdir, status = p.run, p.seed, p.overrides, p.cfg, p.logdir, p.status
-            bar.set_postfix_str(f"{run.name} seed {seed}")
-            if status == "done":
-                tqdm.write(f"{logdir}: finished, skipped")
-            elif status == "unfinished":
-                tqdm.write(f"{logdir}: resuming")
-                state_agent.main(overrides=[f"device={args.device}"], resume=logdir)
-            else:
-                tqdm.write(f"{logdir}: {run.config} {' '.join(overrides)}")
-                state_agent.main(config_path=ROOT / run.config, overrides=overrides, logdir=logdir)
-            bar.update(cfg.train.iterations - finished[logdir])
+    print(f"{table.name} ({args.scale}): {len(trials)} runs; each run's output: {out / 'logs'}/<run>.log", flush=True)
+    backend = "serial" if args.parallel == 1 else "auto"
+    results = run_trials(trials, out, backend=backend, max_concurrent=args.parallel, max_retries=args.max_retries)
+    failed = [result.name for result in results if result.status == "failed"]
 
     rows = build_table(table, out, seeds, args.scale)
-    runs_wall = sum((read_rows(p.logdir) or [{}])[-1].get("wall_time", 0.0) for p in plans)
+    runs_wall = sum((read_rows(out / trial.name) or [{}])[-1].get("wall_time", 0.0) for trial in trials)
     invocation_s = time.perf_counter() - started
     findings = check_findings(table, rows)
     (out / "table.md").write_text(markdown(table, rows, findings, args.scale, command, runs_wall))
@@ -413,6 +397,8 @@ def reproduce(args: argparse.Namespace, command: str) -> None:
     plot(table, out, seeds)
     print((out / "table.md").read_text())
     print(f"wrote {out / 'table.md'}, {out / 'table.json'} and {out / 'returns.png'}", file=sys.stderr)
+    if failed:
+        raise UserError(f"{len(failed)} run(s) failed ({', '.join(failed)}): see {out / 'logs'}; the table holds the rest")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -99,37 +99,43 @@ def test_second_call_skips_finished_runs(tiny_table, capsys):
     before = metrics_text(tiny_table)
     assert call("seed001", "--scale", "lite", "--out", str(tiny_table), *TINY) == 0
     assert metrics_text(tiny_table) == before
-    assert capsys.readouterr().out.count("finished, skipped") == 4
+    assert "sweep: 4 of 4 trials finished earlier, skipped" in capsys.readouterr().out
+    trials = json.loads((tiny_table / "sweep.json").read_text())["trials"]
+    assert {name: (t["status"], t["attempts"]) for name, t in trials.items()} == dict.fromkeys(trials, ("done", 1))
 
 
 @pytest.mark.slow
-def test_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch, capsys):
-    """A Ctrl-C in the second table run's second iteration; the next call skips the finished run and
-    resumes the interrupted one rather than redoing it: its first row kept byte for byte, no
-    random-policy episodes collected again, and the same rows as an uninterrupted run of its config."""
+def test_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch):
+    """A table run stopped by Ctrl-C in its second iteration (in this process, with the very config and
+    overrides the table gives it); the table's next call resumes it through the sweep's trial runner rather
+    than redoing it: its first row kept byte for byte, no random-policy episodes collected again in its
+    process, and the same rows as an uninterrupted run of its config; the other run is trained anew."""
     out = tmp_path / "t"
+    seed000_tiny = [o for o in TINY if not o.startswith(("train.eval", "train.iterations"))] + ["train.iterations=2"]
+    run = next(r for r in reproduce.SEED000.runs if r.name == "rs_nodelta")
+    overrides = reproduce.run_overrides(run, 0, "lite", "cpu", seed000_tiny)
     real_train = state_agent.train_dynamics
 
-    def interrupt_second_nodelta_iteration(run):
-        if run.iteration == 1 and not run.cfg.model.delta_norm:
+    def interrupt_the_second_iteration(state_run):
+        if state_run.iteration == 1:
             raise KeyboardInterrupt  # as Ctrl-C: the run saves its checkpoint and stops
-        return real_train(run)
+        return real_train(state_run)
 
-    seed000_tiny = [o for o in TINY if not o.startswith(("train.eval", "train.iterations"))] + ["train.iterations=2"]
-    monkeypatch.setattr(state_agent, "train_dynamics", interrupt_second_nodelta_iteration)
-    assert call("seed000", "--scale", "lite", "--out", str(out), *seed000_tiny) == 130
-    first = metrics_text(out)
-    assert len(first["rs_nodelta_seed0"].splitlines()) == 1
+    monkeypatch.setattr(state_agent, "train_dynamics", interrupt_the_second_iteration)
+    with pytest.raises(KeyboardInterrupt):
+        state_agent.main(config_path=ROOT / run.config, overrides=overrides, logdir=out / "rs_nodelta_seed0")
     monkeypatch.setattr(state_agent, "train_dynamics", real_train)
-    capsys.readouterr()
+    first = metrics_text(out)["rs_nodelta_seed0"]
+    assert len(first.splitlines()) == 1
+
     assert call("seed000", "--scale", "lite", "--out", str(out), *seed000_tiny) == 0
-    output = capsys.readouterr()
-    lines = (output.out + output.err).splitlines()
-    warm_up = [line for line in lines if line.startswith("random ")]  # "random 1/1: ..." and "random policy: ..."
-    assert not warm_up, f"a run collected its random-policy episodes again: {warm_up}"
+    log = (out / "logs" / "rs_nodelta_seed0.log").read_text()
+    assert "--resume" in log.splitlines()[0], log.splitlines()[0]  # "== attempt 1: ... --resume ..."
+    warm_up = [line for line in log.splitlines() if line.startswith("random ")]  # "random 1/1: ..." and "random policy: ..."
+    assert not warm_up, f"the run collected its random-policy episodes again: {warm_up}"
+    assert "random policy:" in (out / "logs" / "rs_seed0.log").read_text()  # the other run started anew
     after = metrics_text(out)
-    assert after["rs_seed0"] == first["rs_seed0"]  # finished: untouched
-    assert after["rs_nodelta_seed0"].startswith(first["rs_nodelta_seed0"]), "row 0 rewritten (a redo?)"
+    assert after["rs_nodelta_seed0"].startswith(first), "row 0 rewritten (a redo?)"
     rows = [json.loads(line) for line in after["rs_nodelta_seed0"].splitlines()]
     assert [row["Iteration"] for row in rows] == [0, 1]  # resumed, no duplicated row
     names = [row["name"] for row in json.loads((out / "table.json").read_text())["rows"]]

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from worldmodel import sweep
 from worldmodel.sweep import run_trials, sweep_trials
+
+SMOKE = Path(__file__).resolve().parents[1] / "configs" / "state_smoke.yaml"
 
 CRASH = "crash"  # the attempt's Ray worker dies: its process was started, get() raises a RayError
 
@@ -203,3 +206,62 @@ def test_ctrl_c_cancels_the_running_attempts_and_leaves_them_resumable(fake_ray,
         run_trials(trials(3), tmp_path / "sweep", max_concurrent=2)
     assert sorted(ray.cancelled) == [2, 3] and not ray.in_flight
     assert state_file(ray.out) == {"seed0": ("done", 1), "seed1": ("interrupted", 2), "seed2": ("interrupted", 1)}
+
+
+# ---- the serial backend (no Ray): the same driver, one attempt at a time -------------------
+
+
+class ScriptedProcess:
+    """A trial process whose exit is scripted by trial name: an exit code, or "ctrl-c" (Ctrl-C arrives while
+    the driver waits on it; it then exits 130, as a run that saved its checkpoint does)."""
+
+    scripts: dict[str, list] = {}
+    started: list[str] = []
+
+    def __init__(self, command: list[str], **kwargs) -> None:
+        flag = "--logdir" if "--logdir" in command else "--resume"
+        logdir = Path(command[command.index(flag) + 1])
+        self.name, self.signals = logdir.name, []
+        self.started.append(self.name)
+        self.outcome = self.scripts[self.name].pop(0)
+        if flag == "--logdir" and self.outcome != sweep.USER_ERROR:
+            logdir.mkdir(parents=True, exist_ok=True)
+            (logdir / "config.yaml").write_text("seed: 0\n")
+
+    def wait(self, timeout=None) -> int:
+        if self.outcome == "ctrl-c" and not self.signals:
+            raise KeyboardInterrupt
+        return 130 if self.outcome == "ctrl-c" else self.outcome
+
+    def send_signal(self, signum) -> None:
+        self.signals.append(signum)
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    ScriptedProcess.started = []
+    fake = SimpleNamespace(Popen=ScriptedProcess, STDOUT=subprocess.STDOUT, TimeoutExpired=subprocess.TimeoutExpired)
+    monkeypatch.setattr(sweep, "subprocess", fake)
+    monkeypatch.setattr(sweep, "import_ray", lambda: pytest.fail("the serial backend must not need Ray"))
+    return ScriptedProcess
+
+
+def test_the_serial_backend_runs_one_attempt_at_a_time_by_the_same_rules(tmp_path, scripted):
+    scripted.scripts = {"a": [1, 0], "b": [sweep.USER_ERROR], "c": [0]}  # a dies once, b is bad input
+    trials = sweep_trials("state", SMOKE, seeds=[0])
+    trials = [sweep.Trial(name, "state", trials[0].config, ()) for name in "abc"]
+    results = run_trials(trials, tmp_path / "out", backend="serial", max_retries=2)
+    assert [(r.name, r.status, r.attempts) for r in results] == [("a", "done", 2), ("b", "failed", 1), ("c", "done", 1)]
+    assert scripted.started == ["a", "b", "c", "a"]  # in turn; the retry (with --resume) queued behind the rest
+    again = run_trials(trials, tmp_path / "out", backend="serial", max_retries=2)  # b is tried again, a and c skipped
+    assert [(r.name, r.status) for r in again] == [("a", "skipped"), ("b", "failed"), ("c", "skipped")]
+
+
+def test_ctrl_c_stops_the_serial_backend_and_leaves_the_trial_resumable(tmp_path, scripted):
+    scripted.scripts = {"a": [0], "b": ["ctrl-c"], "c": [0]}
+    trials = [sweep.Trial(name, "state", sweep_trials("state", SMOKE, seeds=[0])[0].config, ()) for name in "abc"]
+    with pytest.raises(KeyboardInterrupt):
+        run_trials(trials, tmp_path / "out", backend="serial")
+    state = json.loads((tmp_path / "out" / "sweep.json").read_text())["trials"]
+    assert {name: entry["status"] for name, entry in state.items()} == {"a": "done", "b": "interrupted", "c": "pending"}
+    assert scripted.started == ["a", "b"]  # nothing starts after the Ctrl-C

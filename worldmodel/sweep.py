@@ -14,7 +14,9 @@ subprocess of a Ray task.
 - A trial's output goes to ``out/logs/<name>.log``; an exit code of 2 (bad config) is not retried.
 
 On a cluster (``address="ray://head:10001"`` or ``"auto"``) every node needs the project
-installed and ``out`` on a shared filesystem.
+installed and ``out`` on a shared filesystem. Without Ray (``backend="serial"``, or ``"auto"`` where Ray is
+not installed) the same driver runs the attempts here, one after another (``SerialRay``): the seeds'
+tables (``scripts/reproduce.py``) run their trials this way, with the same skip, resume and retry rules.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from worldmodel.errors import UserError
+from worldmodel.sweep_serial import SerialRay
 
 STATE_FILE = "sweep.json"
 INSTALL_HINT = "the sweep needs Ray: pip install -e '.[sweep]' (or pip install 'ray[default]>=2.60,<3')"
@@ -179,6 +182,20 @@ def run_attempt(trial: Trial, out: str, attempt: int) -> int:
 # ---- the driver -----------------------------------------------------------------------------
 
 
+def choose_backend(backend: str):
+    """``ray`` (Ray must be installed), ``serial`` (``SerialRay``) or ``auto`` (Ray where it is installed)."""
+    if backend == "serial":
+        return SerialRay()
+    if backend == "auto":
+        try:
+            return import_ray()
+        except UserError:
+            return SerialRay()
+    if backend != "ray":
+        raise UserError(f"unknown sweep backend {backend!r}; choose ray, serial or auto")
+    return import_ray()
+
+
 def import_ray():
     try:
         import ray
@@ -208,8 +225,10 @@ def run_trials(
     max_concurrent: int | None = None,
     max_retries: int = 2,
     num_cpus: int | None = None,
+    backend: str = "ray",
 ) -> list[TrialResult]:
-    """Run every trial not finished yet in ``out`` on Ray -> one result per trial, in order.
+    """Run every trial not finished yet in ``out`` on Ray (or ``backend``: see ``choose_backend``) -> one
+    result per trial, in order.
 
     ``address``: None starts a local Ray with ``num_cpus`` (default: all cores), "auto" or
     "ray://host:port" joins a cluster. A Ray already initialised in this process is used as it is.
@@ -227,7 +246,9 @@ def run_trials(
     if finished_before:
         print(f"sweep: {len(finished_before)} of {len(trials)} trials finished earlier, skipped", flush=True)
     if todo:
-        ray = import_ray()
+        ray = choose_backend(backend)
+        if isinstance(ray, SerialRay):
+            max_concurrent = 1
         started = start_ray(ray, address, num_cpus)
         try:
             drive(ray, todo, out, state, cpus_per_run, gpus_per_run, max_concurrent, max_retries)
