@@ -169,7 +169,7 @@ def test_sweep_runs_both_seeds_writes_the_report_and_a_rerun_redoes_nothing(kill
     for seed in (0, 1):
         rows = read_metrics(out / f"seed{seed}" / "metrics.jsonl")
         assert [row["Iteration"] for row in rows] == list(range(length))
-        assert (out / f"seed{seed}" / "config.yaml").read_text().startswith(f"seed: {seed}\n")
+        assert f"\nseed: {seed}\n" in (out / f"seed{seed}" / "config.yaml").read_text()
     report = json.loads((out / "report.json").read_text())
     (row,) = report["rows"]  # one grid point, two seeds
     assert row["runs"] == 2 and sorted(row["seeds"]) == [0, 1] and row["final_iteration"] == [length - 1]
