@@ -26,7 +26,8 @@ class SerialRay:
         for ref in refs:
             if len([r for r in refs if r.ended]) >= num_returns or timeout is not None:
                 break
-            ref.run()
+            if not ref.ended:
+                ref.run()
         done = [ref for ref in refs if ref.ended]
         return done[:num_returns], [ref for ref in refs if ref not in done[:num_returns]]
 
