@@ -4,6 +4,8 @@
   python train/agent.py --obs state --config configs/state_halfcheetah_cem.yaml --env cheetah-cs285
   python train/agent.py --obs state planner.horizon=1     # any config field, dotted, anywhere on the line
   python train/agent.py --obs pixels --env dmc:cartpole-swingup
+  python train/agent.py --config configs/pixels_planet.yaml --env dmc:walker-walk --device cuda   # PlaNet, any task
+  python train/agent.py --resume runs/<run>              # continue a run (its config names its agent)
 
 Every run writes config.yaml (the resolved config), metrics.jsonl and plots into --logdir.
 """
