@@ -20,9 +20,10 @@ skips finished runs and resumes unfinished ones from their checkpoint; a run who
 up to --max-retries times. At the end it writes DIR/table.md (ours: mean +- std over seeds, and the mean
 std within a run, beside the seed's figure), DIR/table.json and DIR/returns.png.
 
---scale full uses the seed's settings exactly (configs/state_halfcheetah_{rs,cem}.yaml; a GPU takes
-minutes, 2 CPU cores about an hour a seed); --scale lite shrinks them (see LITE below) and runs one seed
-unless --seeds says otherwise.
+--scale full uses the seed's settings exactly (configs/state_halfcheetah_{rs,cem}.yaml): meant for a GPU;
+on 2 CPU cores seed 001's table takes about 8.5 hours a seed (scripts/estimate_state_run.py: RS 3.7 h,
+CEM 4.2 h, H=1 and K=50 0.3 h each; RESULTS.md). --scale lite shrinks them (see LITE below) and runs one
+seed unless --seeds says otherwise.
 """
 
 from __future__ import annotations
