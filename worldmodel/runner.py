@@ -23,19 +23,19 @@ import random
 import signal
 import threading
 import time
+from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from abc import ABC, abstractmethod
 from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
 
-from worldmodel.devices import resolve_device, seed_everything
 from worldmodel.checkpoint import POLICY_NAME, load_checkpoint, save_checkpoint
 from worldmodel.config import load_config, save_config, to_dict
 from worldmodel.cpu import tune_cpu
+from worldmodel.devices import resolve_device, seed_everything
 from worldmodel.errors import UserError
 from worldmodel.logging.logger import Logger
 from worldmodel.logging.logger import trim_metrics as logger_trim_metrics
