@@ -2,6 +2,7 @@
 environments, and a short real run end to end.
 
     python scripts/bench_pixels.py --device cpu|cuda [--config configs/pixels_planet.yaml] [--quick]
+    python scripts/bench_pixels.py --device cpu --config configs/pixels_default.yaml --env dmc:walker-walk
     python scripts/bench_pixels.py --device cuda planner.candidates=500     # key.sub=value overrides the config
 
 Figures, at the config's sizes (default: PlaNet's cartpole-swingup config):
@@ -198,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="pixel config (default: PlaNet cartpole)")
+    parser.add_argument(
+        "--env", help="task, e.g. dmc:walker-walk, at its own PlaNet action repeat as train/agent.py --env takes it "
+        "(default: the config's)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny repeats, a few env steps: checks it runs")
     parser.add_argument("--repeats", type=int, help="timed rounds of the model figures (default: 3, quick: 1)")
     parser.add_argument("--env-steps", type=int, help="batched steps per env figure (default: 50, quick: 3)")
@@ -244,14 +249,14 @@ def main(argv: list[str] | None = None) -> dict:
     tune_cpu()  # as the run loop does (worldmodel/cpu.py)
     try:
         device = resolve_device(args.device)
-        overrides = list(args.overrides) + [f"device={device.type}"]
+        overrides = ([f"env.id={args.env}"] if args.env else []) + list(args.overrides) + [f"device={device.type}"]
         cfg = load_config(pixel_agent.PixelAgentConfig, args.config, overrides)
         if args.threads is not None:
             torch.set_num_threads(args.threads)
         probe = make_pixel_envs(dataclasses.replace(cfg.env, num_envs=1), seed=cfg.seed)
         action_size, obs_shape, full_steps = probe.action_size, probe.obs_shape, probe.max_episode_steps
         probe.close()
-        result = {"device": str(device), "config": str(args.config), "threads": torch.get_num_threads()}
+        result = {"device": str(device), "config": str(args.config), "env": cfg.env.id, "threads": torch.get_num_threads()}
         result.update(bench_model(cfg, action_size, obs_shape, device, args.repeats))
         result.update(bench_envs(cfg, args.env_steps))
         result.update(bench_e2e(cfg, args.e2e_steps, full_steps, overrides, args.config))

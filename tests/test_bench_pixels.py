@@ -18,13 +18,14 @@ KEYS = {"plan_ms_1env", "plan_ms_8env", "plan_gflops", "peak_gflops", "train_ste
 def test_quick_cpu_run_prints_every_figure_as_json_last():
     env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "OMP_NUM_THREADS": "1"}
     smoke = str(ROOT / "configs" / "pixels_smoke.yaml")
-    command = [sys.executable, str(SCRIPT), "--device", "cpu", "--quick", "--config", smoke, "planner.candidates=16"]
+    command = [sys.executable, str(SCRIPT), "--device", "cpu", "--quick", "--config", smoke, "planner.candidates=16",
+               "--env", "dmc:walker-walk"]  # another task than the config's (cartpole), as train/agent.py --env
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
     figures = json.loads(lines[-1])
     assert KEYS <= set(figures), KEYS - set(figures)
-    assert figures["device"] == "cpu"
+    assert figures["device"] == "cpu" and figures["env"] == "dmc:walker-walk"
     for key in KEYS - {"device"}:
         assert isinstance(figures[key], float) and figures[key] > 0, (key, figures[key])
     assert any("fp32 matmul peak" in line for line in lines[:-1])
