@@ -31,6 +31,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -39,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering unless the user chose a backend; before mujoco loads
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_planner's timing helpers
 import bench_planner  # noqa: E402  (puts the repository root on sys.path too)
 
