@@ -11,13 +11,19 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from torch import nn
+from torch import Tensor, nn
 
 ELU = "ELU(alpha=1.0)"
 
 
 class LayoutError(TypeError):
     """A model part whose layers differ from what its fast paths compute (a programming error)."""
+
+
+def split_input(layer: nn.Linear, first: int) -> tuple[Tensor, Tensor, Tensor]:
+    """A Linear over a concatenated input [x, y] split by it: W_x (out, first), W_y (out, rest), bias (out,), so
+    that ``[x, y] W^T + b = x W_x^T + y W_y^T + b`` (views: gradients reach the layer)."""
+    return layer.weight[:, :first], layer.weight[:, first:], layer.bias
 
 
 def linear(in_size: int, out_size: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from worldmodel.models.layout import check_layers, elu_mlp
+from worldmodel.models.layout import check_layers, elu_mlp, split_input
 
 
 class RewardHead(nn.Module):
@@ -58,7 +58,5 @@ class RewardHead(nn.Module):
         return self.net[4]
 
     def input_weights(self) -> tuple[Tensor, Tensor, Tensor]:
-        """The input layer split by its input [h, z]: W_h (H, D), W_z (H, S), bias (H,), so that
-        ``[h, z] W^T + b = h W_h^T + z W_z^T + b`` (views: gradients reach the layer)."""
-        layer, D = self.input_layer, self.belief_size
-        return layer.weight[:, :D], layer.weight[:, D:], layer.bias
+        """The input layer split by its input [h, z]: W_h (H, D), W_z (H, S), bias (H,)."""
+        return split_input(self.input_layer, self.belief_size)

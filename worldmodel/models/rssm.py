@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from worldmodel.models.layout import check_layers, elu_mlp, gru_cell
+from worldmodel.models.layout import check_layers, elu_mlp, gru_cell, split_input
 
 Struct = TypeVar("Struct", bound="_TensorStruct")
 
@@ -190,15 +190,12 @@ class RSSM(nn.Module):
         return self.posterior_net[2]
 
     def transition_weights(self) -> tuple[Tensor, Tensor, Tensor]:
-        """The transition layer split by its input [z, a]: W_z (H, S), W_a (H, A), bias (H,), so that
-        ``[z, a] W^T + b = z W_z^T + a W_a^T + b`` (views: gradients reach the layer)."""
-        layer, S = self.transition_layer, self.state_size
-        return layer.weight[:, :S], layer.weight[:, S:], layer.bias
+        """The transition layer split by its input [z, a]: W_z (H, S), W_a (H, A), bias (H,)."""
+        return split_input(self.transition_layer, self.state_size)
 
     def posterior_weights(self) -> tuple[Tensor, Tensor, Tensor]:
         """The posterior's hidden layer split by its input [h, e]: W_h (H, D), W_e (H, E), bias (H,)."""
-        layer, D = self.posterior_hidden, self.belief_size
-        return layer.weight[:, :D], layer.weight[:, D:], layer.bias
+        return split_input(self.posterior_hidden, self.belief_size)
 
     def prior_mean_weights(self) -> tuple[Tensor, Tensor]:
         """The rows of the prior's output layer that give the mean: weight (S, H), bias (S,)."""
