@@ -36,7 +36,7 @@ def test_shapes(E, B):
     obs, actions, next_obs = torch.randn(E, B, S), torch.rand(E, B, A), torch.randn(E, B, S)
     total, metrics = model.loss(obs, actions, next_obs)
     assert total.shape == () and set(metrics) >= {"model/loss"}
-    assert model.member_losses(obs, actions, next_obs).shape == (E,)
+    assert model.member_losses(obs, actions, next_obs)["dynamics"].shape == (E,)
     assert model.predict(obs, actions).shape == (E, B, S)
 
 
@@ -67,7 +67,7 @@ def test_a_step_on_member_0_leaves_the_others_unchanged():
     obs, actions, next_obs = torch.randn(3, 16, S), torch.rand(3, 16, A), torch.randn(3, 16, S)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model.member_losses(obs, actions, next_obs)[0].backward()
+    model.member_losses(obs, actions, next_obs)["dynamics"][0].backward()
     optimizer.step()
     for name, p in model.named_parameters():
         assert not torch.equal(p[0], before[name][0]), name

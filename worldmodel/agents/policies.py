@@ -1,7 +1,8 @@
 """Acting with a learned model: model-predictive control, planning for all B envs in one
 batched ``planner.plan`` call per step.
 
-- ``StatePolicy``: CEM / random shooting on the dynamics ensemble, the reward computed from the state.
+- ``StatePolicy``: CEM / random shooting on the dynamics ensemble, with the env's known reward and termination
+  computed from the predicted states, or the ensemble's learned ones.
 - ``PixelPolicy``: filters each frame into the RSSM posterior, then plans with latent CEM.
 
 The training loops (``state_agent``, ``pixel_agent``) and ``load_agent`` build them.
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from worldmodel.envs.pixels import PixelEnvs
-from worldmodel.envs.state import StateEnvSpec
+from worldmodel.envs.rewards import RewardFn, TerminationFn
 from worldmodel.errors import UserError
 from worldmodel.models.dynamics import DynamicsEnsemble
 from worldmodel.models.world_model import RSSMState, WorldModel
@@ -27,8 +28,12 @@ from worldmodel.planning.compiled import compiled_call
 class StatePolicy:
     """MPC on the learned ensemble: plans for all B envs in one ``planner.plan`` call.
 
+    ``reward_fn`` / ``termination_fn``: the env's known functions of (s, a, s'), or None for the ensemble's
+    learned reward / termination (none at all: imagined rollouts never end).
+
     >>> policy.reset()                         # at the start of episodes (forgets the warm start)
     >>> actions = policy.act(obs)              # numpy (B, S) -> numpy (B, A)
+    >>> policy.keep(rows)                      # some episodes ended: the next act() gets obs of these rows only
     >>> envs = policy.make_env(num_envs=1, render_mode="rgb_array")
     """
 
@@ -36,13 +41,15 @@ class StatePolicy:
         self,
         model: DynamicsEnsemble,
         planner: CEMPlanner,
-        spec: StateEnvSpec,
         *,
+        reward_fn: RewardFn | None,
+        termination_fn: TerminationFn | None,
         make_env: Callable[..., Any] | None = None,
     ) -> None:
         self.model = model
         self.planner = planner
-        self.spec = spec
+        self.reward_fn = reward_fn
+        self.termination_fn = termination_fn
         self.make_env = make_env
         """``make_env(num_envs=1, render_mode=None)``: the gymnasium vector env this agent was trained on."""
         self.plan_seconds = 0.0
@@ -55,13 +62,19 @@ class StatePolicy:
     def reset(self) -> None:
         self.planner.reset()
 
+    def keep(self, rows: np.ndarray) -> None:
+        """Only the envs at ``rows`` (positions in the last ``act`` call) play on: their warm starts stay theirs."""
+        self.planner.keep_rows(torch.as_tensor(rows, dtype=torch.long, device=self.device))
+
+    def objective(self, state: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The planner's objective from the states (B, S): actions (B, N, L, A) -> imagined returns (B, N)."""
+        return lambda actions: self.model.imagine_returns(state, actions, self.reward_fn, self.termination_fn)
+
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
         started = time.perf_counter()
         state = torch.as_tensor(obs, dtype=torch.float32, device=self.device)  # (B, S)
-        plan = self.planner.plan(
-            lambda actions: self.model.imagine_returns(state, actions, self.spec.reward_fn), batch_size=state.shape[0]
-        )  # (B, L, A)
+        plan = self.planner.plan(self.objective(state), batch_size=state.shape[0])  # (B, L, A)
         actions = plan[:, 0].cpu().numpy()  # the one host copy per env step, after planning
         self.plan_seconds += time.perf_counter() - started
         self.plan_calls += 1

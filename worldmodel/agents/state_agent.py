@@ -140,12 +140,11 @@ class StateRun(runner.RunState):
     def __init__(self, cfg: StateAgentConfig, spec: StateEnvSpec, envs, device: torch.device) -> None:
         super().__init__(cfg, envs, device)
         self.spec = spec
-        self.episode_length = cfg.env.episode_length
         self.model = build_model(cfg, spec, device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.model.learning_rate)
         self.buffer = TransitionBuffer(spec.obs_size, spec.action_size, device=device)
         self.planner = build_planner(cfg, spec, device, self.generator)
-        self.policy = StatePolicy(self.model, self.planner, spec)
+        self.policy = build_policy(cfg, spec, self.model, self.planner)
         self.iteration = 0  # iterations completed
         self.env_steps = 0
         self.random_return: float | None = None  # mean return of the iteration-0 random episodes
@@ -174,15 +173,25 @@ def build_model(cfg: StateAgentConfig, spec: StateEnvSpec, device: torch.device)
         action_size=spec.action_size,
         model_input_dims=spec.model_input_dims,
         plan_dtype=cfg.planner.dtype,
+        learn_reward=cfg.model.reward == "learned",
+        learn_termination=cfg.model.termination == "learned",
     ).to(device)
 
 
 def build_planner(
     cfg: StateAgentConfig, spec: StateEnvSpec, device: torch.device, generator: torch.Generator
 ) -> CEMPlanner:
-    low = torch.full((spec.action_size,), spec.action_low, device=device)
-    high = torch.full((spec.action_size,), spec.action_high, device=device)
+    low = torch.tensor(spec.action_low, dtype=torch.float32, device=device)  # (A,)
+    high = torch.tensor(spec.action_high, dtype=torch.float32, device=device)  # (A,)
     return CEMPlanner(cfg.planner, low=low, high=high, generator=generator)
+
+
+def build_policy(cfg: StateAgentConfig, spec: StateEnvSpec, model: DynamicsEnsemble, planner: CEMPlanner, **kwargs):
+    """MPC with the env's known functions where the config says known, the model's learned heads elsewhere."""
+    reward_fn = spec.reward_fn if cfg.model.reward == "known" else None
+    known_end = cfg.model.termination == "known" and spec.terminates
+    termination_fn = spec.termination_fn if known_end else None  # known and never: rollouts never end
+    return StatePolicy(model, planner, reward_fn=reward_fn, termination_fn=termination_fn, **kwargs)
 
 
 # ---- the loop -------------------------------------------------------------------------------
@@ -191,21 +200,28 @@ def build_planner(
 def collect_random(run: StateRun) -> None:
     """Iteration 0's data: random-policy episodes (added whole, so a Ctrl-C here leaves no half of them)."""
     policy = random_policy(run.spec, run.rng)
-    episodes = run_episodes(run.envs, policy, run.cfg.train.random_episodes, run.episode_length, run.rng, "random")
-    episodes.add_to(run.buffer)
-    run.env_steps += episodes.steps
+    episodes = run_episodes(run.envs, policy, run.cfg.train.random_episodes, run.rng, "random")
+    add_data(run, episodes)
     run.random_return = float(episodes.returns.mean())
+
+
+def add_data(run: StateRun, episodes: Episodes) -> None:
+    """Episodes join the data; env steps count the action repeats (agent steps x env.action_repeat)."""
+    episodes.add_to(run.buffer)
+    run.env_steps += episodes.steps * run.cfg.env.action_repeat
 
 
 def train_dynamics(run: StateRun) -> np.ndarray:
     """Refit the normalisers, then ``train.train_steps`` Adam steps on all the data -> loss per step."""
     cfg, E = run.cfg.train, run.cfg.model.ensemble_size
     data = run.buffer.all()
-    run.model.fit_normalizers(data["obs"], data["actions"], data["next_obs"])
+    run.model.fit_normalizers(data["obs"], data["actions"], data["next_obs"], data["rewards"])
     losses = []
     for _ in progress(range(cfg.train_steps), desc="train dynamics", unit="step"):
         batch = run.buffer.sample(E, cfg.batch_size, run.generator)  # each field (E, B, ...)
-        total, metrics = run.model.loss(batch["obs"], batch["actions"], batch["next_obs"])
+        total, metrics = run.model.loss(
+            batch["obs"], batch["actions"], batch["next_obs"], batch["rewards"], batch["terminated"]
+        )
         run.optimizer.zero_grad(set_to_none=True)
         total.backward()
         run.optimizer.step()
@@ -216,11 +232,19 @@ def train_dynamics(run: StateRun) -> np.ndarray:
 def collect_mpc(run: StateRun, episodes: int, desc: str) -> Episodes:
     """MPC episodes in all envs at once; the caller decides whether they join the data."""
     if episodes == 0:
-        S, A, T = run.spec.obs_size, run.spec.action_size, run.episode_length
-        return Episodes(np.zeros((0, T, S)), np.zeros((0, T, A)), np.zeros((0, T, S)), np.zeros((0, T)))
+        return Episodes.empty(run.spec.obs_size, run.spec.action_size)
     # The policy is reset before every batch of episodes, not once: a warm start must not carry a plan
     # from one batch's last step to the next batch's first.
-    return run_episodes(run.envs, run.policy.act, episodes, run.episode_length, run.rng, desc, reset=run.policy.reset)
+    policy = run.policy
+    return run_episodes(run.envs, policy.act, episodes, run.rng, desc, reset=policy.reset, keep=policy.keep)
+
+
+def collect_until(run: StateRun, collected: Episodes, desc: str) -> Episodes:
+    """``collected`` and, while it holds fewer than ``train.mpc_steps`` steps, batches of env.num_envs more."""
+    parts = [collected]
+    while sum(part.steps for part in parts) < run.cfg.train.mpc_steps:
+        parts.append(collect_mpc(run, run.cfg.env.num_envs, f"{desc} (to {run.cfg.train.mpc_steps} steps)"))
+    return Episodes.concatenate(parts)
 
 
 @torch.no_grad()
@@ -228,15 +252,14 @@ def evaluate_dynamics_mse(run: StateRun) -> float:
     """Unnormalised next-state MSE, averaged over members, on fresh random-policy transitions
     the model has not trained on (seed 000); they join the data afterwards if keep_mse_data."""
     policy = random_policy(run.spec, run.rng)
-    episodes = run_episodes(run.envs, policy, run.cfg.train.mse_episodes, run.episode_length, run.rng, "fresh random")
-    E, S, A = run.model.ensemble_size, run.spec.obs_size, run.spec.action_size
-    obs = torch.as_tensor(episodes.obs.reshape(1, -1, S), device=run.device).expand(E, -1, -1)  # (E, n, S)
-    actions = torch.as_tensor(episodes.actions.reshape(1, -1, A), device=run.device).expand(E, -1, -1)  # (E, n, A)
-    next_obs = torch.as_tensor(episodes.next_obs.reshape(1, -1, S), device=run.device)  # (1, n, S)
+    episodes = run_episodes(run.envs, policy, run.cfg.train.mse_episodes, run.rng, "fresh random")
+    E, n = run.model.ensemble_size, episodes.steps
+    obs = torch.as_tensor(episodes.obs, device=run.device).expand(E, n, -1)  # (E, n, S)
+    actions = torch.as_tensor(episodes.actions, device=run.device).expand(E, n, -1)  # (E, n, A)
+    next_obs = torch.as_tensor(episodes.next_obs, device=run.device)  # (n, S), broadcast over members
     mse = float((run.model.predict(obs, actions) - next_obs).square().mean())
     if run.cfg.train.keep_mse_data:
-        episodes.add_to(run.buffer)
-        run.env_steps += episodes.steps
+        add_data(run, episodes)
     return mse
 
 
@@ -255,9 +278,10 @@ def return_stats(returns: np.ndarray) -> dict[str, float]:
 def log_eval_video(run: StateRun, logger: Logger, episodes: Episodes) -> float:
     """The first of this iteration's reported MPC episodes, replayed from its states in a single env,
     filmed and logged as ``eval_episode`` (no extra planning) -> its return."""
+    first = episodes.episode(0)
     envs = make_state_envs(dataclasses.replace(run.cfg.env, num_envs=1))
     try:
-        rollout = replay_state_episode(envs, episodes.obs[0], episodes.rewards[0])
+        rollout = replay_state_episode(envs, first.obs, first.rewards)
     finally:
         envs.close()
     logger.video("eval_episode", rollout.frames, step=run.iteration, fps=rollout.fps)
@@ -279,11 +303,13 @@ def iterate(run: StateRun, logger: Logger, logdir: Path) -> dict[str, Any]:
     num_collect = train.mpc_episodes if (train.collect_after_last or not last) else 0
     started = time.perf_counter()
     run.policy.plan_seconds, run.policy.plan_calls = 0.0, 0
-    acted = collect_mpc(run, num_collect + train.eval_episodes, f"iteration {run.iteration} MPC")
+    desc = f"iteration {run.iteration} MPC"
+    collected, evaluated = collect_mpc(run, num_collect + train.eval_episodes, desc).split(num_collect)
+    if num_collect:
+        collected = collect_until(run, collected, desc)
     collect_time = time.perf_counter() - started
-    collected, evaluated = acted.split(num_collect)
-    collected.add_to(run.buffer)
-    run.env_steps += collected.steps
+    acted_steps = collected.steps + evaluated.steps
+    add_data(run, collected)
     mse = evaluate_dynamics_mse(run)
 
     reported = evaluated if train.eval_episodes > 0 else collected
@@ -291,9 +317,10 @@ def iterate(run: StateRun, logger: Logger, logdir: Path) -> dict[str, Any]:
     # env_steps (the pixel agent's name) and EnvSteps (the seeds'): every row of both agents has env_steps.
     row.update(env_steps=run.env_steps, EnvSteps=run.env_steps, TrainTime=train_time, CollectTime=collect_time)
     row.update({"RandomReturn": run.random_return, "model/loss": float(losses[-1])})
-    if acted.steps:
+    if acted_steps:
         row["planner/ms"] = 1000 * run.policy.plan_seconds / max(run.policy.plan_calls, 1)
-        row["steps_per_second"] = acted.steps / collect_time
+        row["steps_per_second"] = acted_steps / collect_time
+        row["EpisodeLength"] = float(reported.lengths.mean()) if len(reported.lengths) else None
     if train.video_every and ((run.iteration + 1) % train.video_every == 0 or last):
         if reported.steps:
             row["eval_video_return"] = log_eval_video(run, logger, reported)
@@ -392,4 +419,4 @@ def load_agent(run: str | Path, policy_file: str | Path | None = None, device: s
     def make_env(num_envs: int = 1, render_mode: str | None = None):
         return make_state_envs(dataclasses.replace(cfg.env, num_envs=num_envs), render_mode=render_mode)
 
-    return StatePolicy(model, planner, spec, make_env=make_env)
+    return build_policy(cfg, spec, model, planner, make_env=make_env)

@@ -1,4 +1,7 @@
-"""A flat buffer of transitions (obs, action, next_obs, reward) for the state agent.
+"""A flat buffer of transitions (obs, action, next_obs, reward, terminated) for the state agent.
+
+``terminated`` marks the transitions into a terminal state (an unhealthy hopper), never one cut by the time
+limit; each transition is whole, so no transition ever spans a reset.
 
 Stored as float32 torch tensors on the training device and grown by doubling, so sampling a
 batch for every ensemble member is one ``randint`` and one gather, with no host round trip.
@@ -11,14 +14,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-FIELDS = ("obs", "actions", "next_obs", "rewards")
+FIELDS = ("obs", "actions", "next_obs", "rewards", "terminated")
 
 
 class TransitionBuffer:
     """``add`` (n, ...) transitions; ``sample(E, B)`` gives each member its own (E, B, ...) batch.
 
     >>> buffer = TransitionBuffer(obs_size=18, action_size=6, device=device)
-    >>> buffer.add(obs, actions, next_obs, rewards)             # (n, S), (n, A), (n, S), (n,)
+    >>> buffer.add(obs, actions, next_obs, rewards, terminated)  # (n, S), (n, A), (n, S), (n,), (n,)
     >>> batch = buffer.sample(5, 512, generator)               # batch["obs"]: (5, 512, S)
     """
 
@@ -35,18 +38,23 @@ class TransitionBuffer:
             "actions": (capacity, self.action_size),
             "next_obs": (capacity, self.obs_size),
             "rewards": (capacity,),
+            "terminated": (capacity,),
         }
         return {key: torch.zeros(shape, dtype=torch.float32, device=self.device) for key, shape in shapes.items()}
 
     def __len__(self) -> int:
         return self.size
 
-    def add(self, obs: Any, actions: Any, next_obs: Any, rewards: Any) -> None:
-        """Append n transitions: (n, S), (n, A), (n, S), (n,), numpy or torch."""
-        new = {key: torch.as_tensor(value) for key, value in zip(FIELDS, (obs, actions, next_obs, rewards))}
+    def add(self, obs: Any, actions: Any, next_obs: Any, rewards: Any, terminated: Any = None) -> None:
+        """Append n transitions: (n, S), (n, A), (n, S), (n,), (n,) (terminated: bool or 0/1; None: none
+        terminated), numpy or torch."""
+        if terminated is None:
+            terminated = torch.zeros(len(rewards))
+        values = (obs, actions, next_obs, rewards, terminated)
+        new = {key: torch.as_tensor(value) for key, value in zip(FIELDS, values)}
         n = new["obs"].shape[0]
         S, A = self.obs_size, self.action_size
-        expected = {"obs": (n, S), "actions": (n, A), "next_obs": (n, S), "rewards": (n,)}
+        expected = {"obs": (n, S), "actions": (n, A), "next_obs": (n, S), "rewards": (n,), "terminated": (n,)}
         shapes = {key: tuple(value.shape) for key, value in new.items()}
         assert shapes == expected, (expected, shapes)
         self._reserve(self.size + n)
@@ -82,4 +90,5 @@ class TransitionBuffer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.size = 0
         self._data = self._empty(max(1024, state["obs"].shape[0]))
-        self.add(state["obs"], state["actions"], state["next_obs"], state["rewards"])
+        # Checkpoints from before termination was stored hold no "terminated": none of their envs terminated.
+        self.add(state["obs"], state["actions"], state["next_obs"], state["rewards"], state.get("terminated"))

@@ -100,6 +100,11 @@ class CEMPlanner:
         """Forget the previous plan (call at episode boundaries)."""
         self._previous_mean = None
 
+    def keep_rows(self, index: Tensor) -> None:
+        """Keep only the rows ``index`` (B',) of the warm start, in that order (some envs' episodes ended)."""
+        if self._previous_mean is not None:
+            self._previous_mean = self._previous_mean[index]
+
     @torch.no_grad()
     def plan(self, objective: Objective, batch_size: int) -> Tensor:
         """Return the optimised action sequences (B, L, A); execute ``[:, 0]``."""
