@@ -1,5 +1,6 @@
-"""The state agent: an ensemble of MLP dynamics models on the simulator state, a known reward,
-and MPC with CEM or random shooting (seeds 000, 001).
+"""The state agent: an ensemble of MLP dynamics models on the simulator state, the env's reward and
+termination (known functions of the state, or learned by the ensemble), and MPC with CEM or random
+shooting (seeds 000, 001). Any gymnasium MuJoCo body or dm_control task from states (``worldmodel.envs.state``).
 
     python train/agent.py --obs state                                        # the CPU default, ~7 min on 2 cores
     python train/agent.py --obs state --config configs/state_smoke.yaml --logdir /tmp/smoke
@@ -18,9 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,105 +28,17 @@ import torch
 from worldmodel import runner
 from worldmodel.agents.common import saved_policy
 from worldmodel.agents.policies import StatePolicy
-from worldmodel.config import check
+from worldmodel.agents.state_config import StateAgentConfig, StateTrainConfig  # noqa: F401  (re-exported)
 from worldmodel.data.transitions import TransitionBuffer
-from worldmodel.envs.state import StateEnvConfig, StateEnvSpec, make_state_envs, state_env_spec
+from worldmodel.envs.state import StateEnvSpec, make_state_envs, state_env_spec
 from worldmodel.envs.state_episodes import Episodes, random_policy, run_episodes
 from worldmodel.errors import UserError
-from worldmodel.logging.logger import Logger, WandbConfig
+from worldmodel.logging.logger import Logger
 from worldmodel.logging.media import save_loss_curve
 from worldmodel.logging.progress import progress
 from worldmodel.logging.rollout import replay_state_episode
-from worldmodel.models.dynamics import DynamicsEnsemble, EnsembleConfig
-from worldmodel.planning.cem import CEMPlanner, PlannerConfig
-
-
-@dataclass
-class StateTrainConfig:
-    iterations: int = 5
-    """On-policy iterations; each trains the ensemble on all data, then collects with MPC."""
-    train_steps: int = 1000
-    """Gradient steps on all the data gathered so far, every iteration (the homework: 1500)."""
-    batch_size: int = 512
-    """Transitions per member per gradient step."""
-    random_episodes: int = 8
-    """Episodes of uniform random actions collected before iteration 0."""
-    mpc_episodes: int = 4
-    """Episodes collected with MPC every iteration; their returns are the iteration's AverageReturn
-    unless eval_episodes > 0 (seed 000: the most recent on-policy sample)."""
-    eval_episodes: int = 0
-    """Extra MPC episodes per iteration, kept out of the data, reported instead (the homework: 10). 0: off."""
-    mse_episodes: int = 1
-    """Fresh random-policy episodes per iteration on which DynamicsMSE is measured."""
-    keep_mse_data: bool = True
-    """Add those random transitions to the data after measuring (seed 000 does)."""
-    collect_after_last: bool = True
-    """Collect mpc_episodes after the last training too. The homework trains, then collects, so its last
-    iteration's training is followed by evaluation only: false. Without evaluation episodes the last
-    iteration then reports no return (seed 001's model-only run)."""
-    checkpoint_every: int = 1
-    """Save logdir/checkpoint.pt every this many iterations (and at the end, and on Ctrl-C)."""
-    video_every: int = 2
-    """Film one of the iteration's MPC episodes (eval_episode video, ~10 s of rendering on a CPU) every this
-    many iterations (iterations n-1, 2n-1, ...) and after the last; 0: never."""
-
-    def __post_init__(self) -> None:
-        names = ("iterations", "train_steps", "batch_size", "random_episodes", "mpc_episodes", "mse_episodes")
-        for name in (*names, "checkpoint_every"):
-            value = getattr(self, name)
-            check(value >= 1, f"train.{name} must be >= 1, got {value}")
-        check(self.eval_episodes >= 0, f"train.eval_episodes must be >= 0, got {self.eval_episodes}")
-        check(self.video_every >= 0, f"train.video_every must be >= 0, got {self.video_every}")
-
-
-def cpu_default_env() -> StateEnvConfig:
-    return StateEnvConfig(id="HalfCheetah-v5", num_envs=4, episode_length=1000)
-
-
-def cpu_default_model() -> EnsembleConfig:
-    return EnsembleConfig(ensemble_size=5, hidden_size=128, num_layers=2)
-
-
-def cpu_default_planner() -> PlannerConfig:
-    # The homework's CEM with a quarter of its candidates, a shorter horizon and fewer refits, so that
-    # ~25,000 MPC steps fit in minutes on 2 cores; warm-started from the previous plan (see RESULTS.md).
-    return PlannerConfig(kind="cem", horizon=12, candidates=250, iterations=3, elites=25, warm_start=True)
-
-
-@dataclass
-class StateAgentConfig:
-    MOVED: ClassVar[dict[str, str]] = {
-        "model.train_steps": "train.train_steps",
-        "model.batch_size": "train.batch_size",
-        "model.plan_dtype": "planner.dtype",
-    }
-    """Keys of earlier versions (still read, in files and overrides) -> where they live now."""
-
-    agent: Literal["state"] = "state"
-    """Which agent the config is for; a run folder's config.yaml says so to the CLI, sweeps and reports."""
-    seed: int = 0
-    """Seeds python, numpy, torch, the planner and the environments."""
-    device: str = "auto"
-    """auto (cuda when available), cpu or cuda."""
-    env: StateEnvConfig = field(default_factory=cpu_default_env)
-    """The environments, stepped num_envs at a time."""
-    model: EnsembleConfig = field(default_factory=cpu_default_model)
-    """The dynamics ensemble (homework: 5 x 2x250)."""
-    planner: PlannerConfig = field(default_factory=cpu_default_planner)
-    """MPC (homework: 1000 candidates, horizon 15, CEM 4 iterations, 5 elites)."""
-    train: StateTrainConfig = field(default_factory=StateTrainConfig)
-    """Loop sizes: iterations, gradient steps and episodes per phase (homework: 1500 steps of 512)."""
-    logger: Literal["wandb", "none"] = "wandb"
-    """wandb (offline by default) and metrics.jsonl, or metrics.jsonl only."""
-    wandb: WandbConfig = field(default_factory=WandbConfig)
-    """wandb project, run name, tags and mode."""
-
-    def __post_init__(self) -> None:
-        check(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda; got {self.device!r}")
-        check(
-            not (self.planner.sample or self.planner.compile),
-            "planner.sample and planner.compile are the pixel agent's (its latent rollouts); the state agent has neither",
-        )
+from worldmodel.models.dynamics import DynamicsEnsemble
+from worldmodel.planning.cem import CEMPlanner
 
 
 # ---- run state ------------------------------------------------------------------------------
@@ -201,6 +113,7 @@ def collect_random(run: StateRun) -> None:
     """Iteration 0's data: random-policy episodes (added whole, so a Ctrl-C here leaves no half of them)."""
     policy = random_policy(run.spec, run.rng)
     episodes = run_episodes(run.envs, policy, run.cfg.train.random_episodes, run.rng, "random")
+    episodes = collect_until(run, episodes, run.cfg.train.random_steps, "random", policy)
     add_data(run, episodes)
     run.random_return = float(episodes.returns.mean())
 
@@ -239,11 +152,13 @@ def collect_mpc(run: StateRun, episodes: int, desc: str) -> Episodes:
     return run_episodes(run.envs, policy.act, episodes, run.rng, desc, reset=policy.reset, keep=policy.keep)
 
 
-def collect_until(run: StateRun, collected: Episodes, desc: str) -> Episodes:
-    """``collected`` and, while it holds fewer than ``train.mpc_steps`` steps, batches of env.num_envs more."""
-    parts = [collected]
-    while sum(part.steps for part in parts) < run.cfg.train.mpc_steps:
-        parts.append(collect_mpc(run, run.cfg.env.num_envs, f"{desc} (to {run.cfg.train.mpc_steps} steps)"))
+def collect_until(run: StateRun, collected: Episodes, steps: int, desc: str, policy=None) -> Episodes:
+    """``collected`` and, while it holds fewer than ``steps`` steps, batches of env.num_envs more episodes with
+    ``policy`` (None: MPC)."""
+    parts, B = [collected], run.cfg.env.num_envs
+    while sum(part.steps for part in parts) < steps:
+        more = f"{desc} (to {steps} steps)"
+        parts.append(collect_mpc(run, B, more) if policy is None else run_episodes(run.envs, policy, B, run.rng, more))
     return Episodes.concatenate(parts)
 
 
@@ -306,7 +221,7 @@ def iterate(run: StateRun, logger: Logger, logdir: Path) -> dict[str, Any]:
     desc = f"iteration {run.iteration} MPC"
     collected, evaluated = collect_mpc(run, num_collect + train.eval_episodes, desc).split(num_collect)
     if num_collect:
-        collected = collect_until(run, collected, desc)
+        collected = collect_until(run, collected, train.mpc_steps, desc)
     collect_time = time.perf_counter() - started
     acted_steps = collected.steps + evaluated.steps
     add_data(run, collected)
