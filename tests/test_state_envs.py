@@ -20,6 +20,7 @@ from worldmodel.envs.state import (
     state_env_spec,
     termination_is_known,
 )
+from worldmodel.envs.state_wrappers import AppendBodyXY
 from worldmodel.envs.terminations import never
 from worldmodel.errors import UserError
 
@@ -69,6 +70,40 @@ def test_terminations_broadcast_over_ensemble_and_candidates(env_id):
     assert torch.equal(terminated, alone)
     assert terminated.any() and not terminated.all()
     assert torch.equal(terminated.flatten(), data.terminated[pick])
+
+
+# qpos index -> the env's attribute holding that entry's healthy range (gymnasium's own numbers).
+HEALTH_PROBES = {
+    "Hopper-v5": {1: "_healthy_z_range", 2: "_healthy_angle_range", 3: "_healthy_state_range"},
+    "Walker2d-v5": {1: "_healthy_z_range", 2: "_healthy_angle_range"},
+    "Ant-v5": {2: "_healthy_z_range"},
+    "Humanoid-v5": {2: "_healthy_z_range"},
+}
+
+
+@pytest.mark.parametrize("env_id", list(HEALTH_PROBES))
+def test_termination_at_the_healthy_bounds(env_id):
+    """At, just inside and just outside each bound of each healthy range, and at NaN, termination_fn equals
+    ``not env.is_healthy`` (the env's own check) on the state set in the simulator: open and closed bounds
+    and the exact numbers, which random transitions rarely come near."""
+    env = make_state_env(env_id)
+    env.reset(seed=0)
+    base = env.unwrapped
+    termination_fn = state_env_spec(env_id).termination_fn
+    checked = 0
+    for index, attribute in HEALTH_PROBES[env_id].items():
+        bounds = [b for b in getattr(base, attribute) if np.isfinite(b)]
+        for value in [np.nan, *(b + d for b in bounds for d in (-1e-9, 0.0, 1e-9))]:
+            qpos = base.init_qpos.copy()
+            qpos[index] = value
+            base.set_state(qpos, base.init_qvel)
+            obs = base._get_obs()
+            obs = torch.as_tensor(env.observation(obs) if isinstance(env, AppendBodyXY) else obs)
+            terminated = termination_fn(obs, torch.zeros(base.action_space.shape), obs)
+            assert bool(terminated) == (not base.is_healthy), (attribute, value)
+            checked += bool(terminated)
+    assert 0 < checked < 7 * len(HEALTH_PROBES[env_id])  # both outcomes seen
+    env.close()
 
 
 def test_never_broadcasts_to_the_planner_shape():
