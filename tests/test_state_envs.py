@@ -106,9 +106,16 @@ def test_termination_at_the_healthy_bounds(env_id):
     env.close()
 
 
-def test_never_broadcasts_to_the_planner_shape():
-    obs, actions = torch.zeros(3, 10, 18), torch.zeros(10, 6)  # (E, R, S), (R, A)
-    assert torch.equal(never(obs, actions, obs), torch.zeros(3, 10, dtype=torch.bool))
+@pytest.mark.parametrize("env_id", KNOWN_TERMINATIONS)
+def test_terminations_take_the_broadcast_shape_of_all_inputs(env_id):
+    """Like a reward, a termination's shape is the broadcast of obs, action and next_obs leading dims, also
+    when the actions carry a dim the states lack: (3, 1, S) states with (10, A) actions -> (3, 10)."""
+    spec = state_env_spec(env_id)
+    obs = torch.randn(3, 1, spec.obs_size, dtype=torch.float64)  # (E, 1, S)
+    actions = torch.zeros(10, spec.action_size, dtype=torch.float64)  # (R, A)
+    terminated = spec.termination_fn(obs, actions, obs)
+    assert terminated.shape == (3, 10) and terminated.dtype == torch.bool
+    assert torch.equal(terminated, terminated[:, :1].expand(3, 10))  # the actions do not change it
 
 
 @pytest.mark.parametrize("env_id", list(KNOWN_BODIES))
