@@ -237,6 +237,8 @@ def test_dmc_renders_rgb_frames():
     frame = env.render()
     assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8 and frame.std() > 10
     env.close()
+    with pytest.raises(UserError, match="renders only rgb_array frames, not render_mode='human'"):
+        make_state_env("dmc:ball_in_cup-catch", render_mode="human")
 
 
 # ---- action repeat ----
@@ -305,9 +307,14 @@ class DictEnv(ImageEnv):
     action_space = Box(-1, 1, shape=(2,), dtype=np.float32)
 
 
+class UnboundedEnv(ImageEnv):
+    observation_space = Box(-1, 1, shape=(3,))
+    action_space = Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
+
+
 @pytest.fixture(scope="module")
 def fake_envs():
-    ids = {"ImageObs-v0": ImageEnv, "DictObs-v0": DictEnv}
+    ids = {"ImageObs-v0": ImageEnv, "DictObs-v0": DictEnv, "Unbounded-v0": UnboundedEnv}
     for env_id, cls in ids.items():
         gymnasium.register(id=env_id, entry_point=cls, disable_env_checker=True)
     yield
@@ -321,6 +328,7 @@ def fake_envs():
         ("CartPole-v1", "^CartPole-v1 has discrete actions; the state agent plans in a continuous box$"),
         ("ImageObs-v0", "^ImageObs-v0 observes images; use --obs pixels$"),
         ("DictObs-v0", "^DictObs-v0 observes Dict .*; the state agent needs a flat vector"),
+        ("Unbounded-v0", "^Unbounded-v0 has unbounded actions .*; the state agent plans in a bounded box$"),
         ("Hopper-v9", "^unknown state environment 'Hopper-v9'; supported: .* or dmc:DOMAIN-TASK .*`v5`"),
         ("NoSuchBody-v1", "^unknown state environment 'NoSuchBody-v1'; supported: HalfCheetah-v5, "),
         ("dmc:walker-fly", "^unknown task 'fly' for dm_control domain 'walker'; valid tasks: run, stand, walk$"),

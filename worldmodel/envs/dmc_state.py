@@ -30,6 +30,7 @@ import numpy as np
 from gymnasium.spaces import Box
 
 from worldmodel.envs.pixels import DMCSimulator, FrameRenderer, PixelEnvConfig, import_simulators, parse_dmc_id
+from worldmodel.errors import UserError
 
 RENDER_SIZE = 64  # pixels, square: the pixel agent's frame
 
@@ -45,6 +46,8 @@ class DMCStateEnv(gymnasium.Env):
     metadata = {"render_modes": ["rgb_array"]}
 
     def __init__(self, env_id: str, render_mode: str | None = None) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise UserError(f"{env_id} renders only rgb_array frames, not render_mode={render_mode!r}")
         import_simulators(env_id)
         domain, task = parse_dmc_id(env_id)
         self.env_id = env_id

@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 import gymnasium
+import numpy as np
 from gymnasium.spaces import Box, Discrete, MultiBinary, MultiDiscrete
 from gymnasium.vector import AutoresetMode
 
@@ -53,7 +54,7 @@ class StateEnvConfig:
     num_envs: int = 4
     """N environments stepped together; the planner plans for all of them in one batched call."""
     episode_length: int | None = 1000
-    """Agent steps per episode; null: the env's own time limit (Reacher-v5 50, Pusher-v5 100, dmc 1000/action_repeat)."""
+    """Agent steps per episode; null: the env's own limit (Reacher-v5 50, Pusher-v5 100, dmc 1000 / action_repeat)."""
     action_repeat: int = 1
     """Env steps each agent action is held for, rewards summed (env steps = agent steps x action_repeat)."""
 
@@ -189,7 +190,11 @@ def make_state_env(
             env = gymnasium.wrappers.TimeLimit(env, max_env_steps)
     else:
         env = _make_gymnasium(env_id, render_mode, max_env_steps)
-    check_spaces(env_id, env)
+    try:
+        check_spaces(env_id, env)
+    except UserError:
+        env.close()
+        raise
     return ActionRepeat(env, action_repeat) if action_repeat > 1 else env
 
 
@@ -210,12 +215,14 @@ def _make_gymnasium(env_id: str, render_mode: str | None, max_env_steps: int | N
 
 
 def check_spaces(env_id: str, env: gymnasium.Env) -> None:
-    """A ``UserError`` unless the actions are a Box (A,) and the observation a flat Box (S,)."""
+    """A ``UserError`` unless the actions are a bounded Box (A,) and the observation a flat Box (S,)."""
     actions, obs = env.action_space, env.observation_space
     if isinstance(actions, (Discrete, MultiDiscrete, MultiBinary)):
         raise UserError(f"{env_id} has discrete actions; the state agent plans in a continuous box")
     if not isinstance(actions, Box) or len(actions.shape) != 1:
         raise UserError(f"{env_id} has actions {actions}; the state agent plans in a continuous box of shape (A,)")
+    if not (np.isfinite(actions.low).all() and np.isfinite(actions.high).all()):
+        raise UserError(f"{env_id} has unbounded actions {actions}; the state agent plans in a bounded box")
     if isinstance(obs, Box) and len(obs.shape) in (2, 3) and (obs.dtype == "uint8" or len(obs.shape) == 3):
         raise UserError(f"{env_id} observes images; use --obs pixels")
     if not isinstance(obs, Box) or len(obs.shape) != 1:

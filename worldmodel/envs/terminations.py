@@ -66,7 +66,8 @@ def hopper_terminated(obs: Tensor, action: Tensor, next_obs: Tensor) -> Tensor:
 
 def walker2d_terminated(obs: Tensor, action: Tensor, next_obs: Tensor) -> Tensor:
     """Walker2d-v5 (x kept): unhealthy when z leaves (0.8, 2.0) or the angle leaves (-1, 1)."""
-    healthy = _inside(next_obs[..., PLANAR_Z], WALKER_Z_RANGE) & _inside(next_obs[..., PLANAR_ANGLE], WALKER_ANGLE_RANGE)
+    z, angle = next_obs[..., PLANAR_Z], next_obs[..., PLANAR_ANGLE]
+    healthy = _inside(z, WALKER_Z_RANGE) & _inside(angle, WALKER_ANGLE_RANGE)
     return (~healthy).expand(_leading(obs, action, next_obs))
 
 
