@@ -73,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--env",
-        help="environment: a gymnasium id (HalfCheetah-v5), cheetah-cs285 (the homework's cheetah, state only) "
-        "or dmc:DOMAIN-TASK (dm_control suite, pixels only). Default: the config's env.id. A pixel env other "
+        help="environment: a gymnasium id (HalfCheetah-v5, Hopper-v5, Ant-v5, ...; state: any with continuous "
+        "actions and flat observations), cheetah-cs285 (the homework's cheetah, state only) or dmc:DOMAIN-TASK "
+        "(dm_control suite, e.g. dmc:walker-walk). Default: the config's env.id. A pixel env other "
         "than the config's also takes its own PlaNet action repeat, unless env.action_repeat=N is given too",
     )
     parser.add_argument("--config", type=Path, help="YAML config file (default: the built-in CPU default)")

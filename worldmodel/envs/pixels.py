@@ -129,7 +129,7 @@ class Simulator:
 
 
 class DMCSimulator(Simulator):
-    def __init__(self, domain: str, task: str, seed: int) -> None:
+    def __init__(self, domain: str, task: str, seed: int | None) -> None:
         from dm_control import suite
 
         self.env = suite.load(domain, task, task_kwargs={"random": seed})
@@ -140,11 +140,11 @@ class DMCSimulator(Simulator):
         self.default_camera = 2 if domain == "quadruped" else 0  # PlaNet's choice
 
     def reset(self) -> None:
-        self.env.reset()
+        self.time_step = self.env.reset()
 
     def step(self, action: np.ndarray) -> tuple[float, bool]:
-        time_step = self.env.step(action)
-        return float(time_step.reward or 0.0), time_step.last()
+        self.time_step = self.env.step(action)  # kept: the state env reads its observation
+        return float(self.time_step.reward or 0.0), self.time_step.last()
 
 
 class GymSimulator(Simulator):
@@ -325,16 +325,22 @@ def unzip_steps(
     return frames, np.array([r[1] for r in results], np.float32), np.array([r[2] for r in results], bool)
 
 
-def make_pixel_env(cfg: PixelEnvConfig, seed: int = 0) -> PixelEnv:
-    """One pixel env; any problem with the id, the frame size or the GL backend is a ``UserError``."""
-    os.environ.setdefault("MUJOCO_GL", "egl")  # headless unless the user chose a backend
+def import_simulators(env_id: str) -> None:
+    """Import mujoco (and dm_control for a ``dmc:`` id) headless unless the user chose a GL backend;
+    a backend that cannot start is a ``UserError``. Call before building any MuJoCo env."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
     try:
         import mujoco  # noqa: F401 - reads MUJOCO_GL now, and fails on values it does not know
 
-        if is_dmc(cfg.id):
+        if is_dmc(env_id):
             from dm_control import suite  # noqa: F401 - picks its own GL backend at import
     except (RuntimeError, ImportError, OSError) as err:
         raise gl_error(err) from None
+
+
+def make_pixel_env(cfg: PixelEnvConfig, seed: int = 0) -> PixelEnv:
+    """One pixel env; any problem with the id, the frame size or the GL backend is a ``UserError``."""
+    import_simulators(cfg.id)
     if is_dmc(cfg.id):
         domain, task = parse_dmc_id(cfg.id)
         sim: Simulator = DMCSimulator(domain, task, seed)
