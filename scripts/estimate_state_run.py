@@ -73,7 +73,7 @@ def estimate(args: argparse.Namespace) -> dict:
 
     tune_cpu()
     cfg = load_config(StateAgentConfig, args.config, [*args.overrides, f"device={args.device}"])
-    device, spec = resolve_device(cfg.device), state_env_spec(cfg.env.id)
+    device, spec = resolve_device(cfg.device), state_env_spec(cfg.env.id, action_repeat=cfg.env.action_repeat)
     generator = torch.Generator(device=device).manual_seed(0)
     model, planner = build_model(cfg, spec, device), build_planner(cfg, spec, device, generator)
     obs = 0.1 * torch.randn(cfg.env.num_envs, spec.obs_size, device=device)  # (B, S)

@@ -121,7 +121,9 @@ def test_eval_video_films_and_scores_the_first_reported_episode():
         obs = np.stack(seen)  # (T, S)
         next_obs = np.concatenate([obs[1:], obs[-1:]])  # (T, S); only obs is replayed
         fields.append((obs, np.concatenate(actions), next_obs, played[-1].rewards))
-    episodes = Episodes(*(np.stack(field) for field in zip(*fields)))  # (2, T, ...)
+    flat = [np.concatenate(field) for field in zip(*fields)]  # (2 T, ...), episode after episode
+    T = len(fields[0][0])
+    episodes = Episodes(*flat, terminated=np.zeros(2 * T, dtype=bool), lengths=np.array([T, T]))
     assert abs(played[0].episode_return - played[1].episode_return) > 1  # the two are told apart
 
     logged = []
@@ -181,7 +183,7 @@ def test_load_agent_acts_in_its_env(smoke_run):
     model = build_model(cfg, spec, torch.device("cpu"))
     model.load_state_dict(saved)
     planner = build_planner(cfg, spec, torch.device("cpu"), torch.Generator().manual_seed(cfg.seed))
-    reference = StatePolicy(model, planner, spec)
+    reference = StatePolicy(model, planner, reward_fn=spec.reward_fn, termination_fn=None)  # the cheetah never ends
     envs = policy.make_env(num_envs=2)
     try:
         assert envs.envs[0].spec.id == cfg.env.id and envs.num_envs == 2
@@ -230,7 +232,7 @@ def test_mpc_step_on_a_known_model_runs_forward():
 
     cfg = PlannerConfig(horizon=2, candidates=500, iterations=6, elites=50)
     planner = CEMPlanner(cfg, -torch.ones(6), torch.ones(6), generator=torch.Generator().manual_seed(0))
-    policy = StatePolicy(model, planner, spec)
+    policy = StatePolicy(model, planner, reward_fn=spec.reward_fn, termination_fn=None)
     actions = policy.act(obs.numpy())  # (B, A)
     assert actions.shape == (3, 6)
     best = np.array([0.5, 0, 0, 0, 0, 0])
@@ -266,7 +268,7 @@ def test_collect_mpc_starts_every_batch_from_a_fresh_plan():
         episodes = collect_mpc(run, 5, "test")
     finally:
         run.close()
-    assert episodes.actions.shape == (5, 3, 6)
+    assert episodes.actions.shape == (15, 6) and episodes.lengths.tolist() == [3] * 5
     # Uniform on [-1, 1]: std 1/sqrt(3) = 0.58; a warm start: 0.05 around the shifted plan.
     fresh = [(size, spread > 0.5) for size, spread in first_spreads]
     assert fresh == [(2, True), (2, False), (2, False)] * 2 + [(1, True), (1, False), (1, False)], first_spreads
@@ -275,7 +277,9 @@ def test_collect_mpc_starts_every_batch_from_a_fresh_plan():
 # ---- bad input ------------------------------------------------------------------------------
 
 BAD_INPUTS = {
-    "unknown env id": (["--env", "Hopper-v9"], "unknown state environment 'Hopper-v9'; supported: HalfCheetah-v5"),
+    "unknown env id": (["--env", "Hopper-v9"], "unknown state environment 'Hopper-v9'"),
+    "discrete actions": (["--env", "CartPole-v1"], "CartPole-v1 has discrete actions"),
+    "known reward it lacks": (["--env", "dmc:walker-walk", "model.reward=known"], "model.reward=known: the project has no reward"),
     "unknown key": (["planner.horizn=3"], "unknown config key 'planner.horizn'"),
     "elites > candidates": (["planner.candidates=10", "planner.elites=20"], "planner.elites must be between 1 and"),
     "horizon < 1": (["planner.horizon=0"], "planner.horizon must be >= 1"),

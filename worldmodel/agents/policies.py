@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from worldmodel.envs.pixels import PixelEnvs
-from worldmodel.envs.rewards import RewardFn, TerminationFn
+from worldmodel.envs.rewards import RewardFn
+from worldmodel.envs.terminations import TerminationFn
 from worldmodel.errors import UserError
 from worldmodel.models.dynamics import DynamicsEnsemble
 from worldmodel.models.world_model import RSSMState, WorldModel

@@ -274,11 +274,11 @@ class StateAgent(runner.Agent[StateAgentConfig, StateRun]):
     config_class = StateAgentConfig
 
     def make_envs(self, cfg: StateAgentConfig, checkpoint: dict[str, Any] | None):
-        state_env_spec(cfg.env.id)  # an unknown env id is one clear error before anything is built
+        state_env_spec(cfg.env.id, action_repeat=cfg.env.action_repeat)  # an unknown env id is one clear error before anything is built
         return make_state_envs(cfg.env)
 
     def build_run(self, cfg: StateAgentConfig, envs, device: torch.device) -> StateRun:
-        return StateRun(cfg, state_env_spec(cfg.env.id), envs, device)
+        return StateRun(cfg, state_env_spec(cfg.env.id, action_repeat=cfg.env.action_repeat), envs, device)
 
     def warm_up(self, run: StateRun) -> bool:
         return warm_up(run)
@@ -322,7 +322,7 @@ def load_agent(run: str | Path, policy_file: str | Path | None = None, device: s
     (``render_mode="rgb_array"`` for videos).
     """
     cfg, sizes, weights, torch_device, generator = saved_policy(run, policy_file, "state", StateAgentConfig, device)
-    spec = state_env_spec(cfg.env.id)
+    spec = state_env_spec(cfg.env.id, action_repeat=cfg.env.action_repeat)
     if (spec.obs_size, spec.action_size) != (sizes["obs_size"], sizes["action_size"]):
         raise UserError(
             f"the policy's sizes {sizes} do not fit {cfg.env.id} (obs {spec.obs_size}, action {spec.action_size})"

@@ -107,17 +107,17 @@ class StateAgentConfig:
             not (self.planner.sample or self.planner.compile),
             "planner.sample and planner.compile are the pixel agent's (its latent rollouts); the state agent has neither",
         )
-        resolve_known_or_learned(self.model, self.env.id)
+        resolve_known_or_learned(self.model, self.env)
 
 
-def resolve_known_or_learned(model: EnsembleConfig, env_id: str) -> None:
+def resolve_known_or_learned(model: EnsembleConfig, env: StateEnvConfig) -> None:
     """model.reward / model.termination "auto" -> "known" where the project has the env's function, else "learned";
     "known" for an env without one is a config error."""
-    for name, is_known in (("reward", reward_is_known), ("termination", termination_is_known)):
-        known = is_known(env_id)
+    knowns = {"reward": reward_is_known(env.id, action_repeat=env.action_repeat), "termination": termination_is_known(env.id)}
+    for name, known in knowns.items():
         if getattr(model, name) == "auto":
             setattr(model, name, "known" if known else "learned")
         check(
             getattr(model, name) != "known" or known,
-            f"model.{name}=known: the project has no {name} function for {env_id}; use model.{name}=learned",
+            f"model.{name}=known: the project has no {name} function for {env.id}; use model.{name}=learned",
         )

@@ -26,8 +26,6 @@ from worldmodel.envs.terminations import (
 
 RewardFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 """(obs (..., S), action (..., A), next_obs (..., S)) -> reward (...)."""
-TerminationFn = Callable[[Tensor, Tensor, Tensor], Tensor]
-"""(obs (..., S), action (..., A), next_obs (..., S)) -> terminated (...), bool."""
 
 HALF_CHEETAH_DT = 0.05  # HalfCheetah-v5: timestep 0.01 x frame_skip 5
 HALF_CHEETAH_CTRL_COST = 0.1

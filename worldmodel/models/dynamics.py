@@ -28,7 +28,8 @@ from torch import Tensor, nn
 
 from worldmodel.config import check
 from worldmodel.cpu import row_chunks
-from worldmodel.envs.rewards import RewardFn, TerminationFn
+from worldmodel.envs.rewards import RewardFn
+from worldmodel.envs.terminations import TerminationFn
 from worldmodel.models.ensemble import EnsembleMLP
 from worldmodel.models.normalizer import Normalizer
 
