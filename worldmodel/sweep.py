@@ -15,7 +15,7 @@ subprocess of a Ray task.
 
 On a cluster (``address="ray://head:10001"`` or ``"auto"``) every node needs the project
 installed and ``out`` on a shared filesystem. Without Ray (``backend="serial"``, or ``"auto"`` where Ray is
-not installed) the same driver runs the attempts here, one after another (``SerialRay``): the seeds'
+not installed) the same driver runs the attempts here, one after another (``SerialRay``): the reproduced
 tables (``scripts/reproduce.py``) run their trials this way, with the same skip, resume and retry rules.
 """
 

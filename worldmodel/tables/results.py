@@ -1,0 +1,200 @@
+"""A table's figures from its run folders: each row's value per seed (``row_value``), the rows with their
+mean and std over seeds beside the published columns (``build_table``), the source's findings checked on
+ours, table.md and returns.png.
+
+Where a row's figure is read (``row_value``): among a run's metrics rows that have the row's metric,
+  - ``iteration=I``: the row of that iteration;
+  - ``env_steps=N``: the last row whose env_steps is at most N, i.e. the evaluation nearest at or below N
+    env steps (a run that has not reached N yet gives its latest one; table.md's "env steps" column says
+    where each figure was read);
+  - neither: the last row.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from worldmodel.errors import UserError
+from worldmodel.tables.types import Row, Run, Table
+
+DIGITS = {"AverageReturn": 1, "DynamicsMSE": 3}
+
+
+class Reading(NamedTuple):
+    value: float
+    within: float | None
+    """The std of the returns within the run's row (StdReturn), where it logs one."""
+    env_steps: int | None
+    """The env steps of the row read."""
+
+
+def read_rows(logdir: Path) -> list[dict[str, Any]]:
+    path = logdir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a half-written last line of a killed run
+    return rows
+
+
+def env_steps_of(row: dict[str, Any]) -> int | None:
+    """A metrics row's env steps (state runs from before every row had env_steps logged EnvSteps)."""
+    steps = row.get("env_steps", row.get("EnvSteps"))
+    return None if steps is None else int(steps)
+
+
+def row_value(rows: list[dict[str, Any]], row: Row) -> Reading | None:
+    """``row``'s figure in a run's metrics rows (see the module docstring), or None when not there yet."""
+    candidates = [r for r in rows if r.get(row.metric) is not None]
+    if row.iteration is not None:
+        candidates = [r for r in candidates if r.get("Iteration") == row.iteration]
+    if row.env_steps is not None:
+        candidates = [r for r in candidates if (steps := env_steps_of(r)) is not None and steps <= row.env_steps]
+    if not candidates:
+        return None
+    last = candidates[-1]
+    within = last.get("StdReturn") if row.metric == "AverageReturn" else None
+    return Reading(float(last[row.metric]), None if within is None else float(within), env_steps_of(last))
+
+
+def build_table(table: Table, out: Path, seeds: list[int], rows: tuple[Row, ...]) -> list[dict[str, Any]]:
+    """One result per row: ours over ``seeds`` (mean, std, values, where read) beside the published columns."""
+    import numpy as np
+
+    first = table.columns[0].name
+    results = []
+    for row in rows:
+        values, withins, steps, random_returns = [], [], [], []
+        for seed in seeds:
+            metrics = read_rows(out / f"{row.run}_seed{seed}")
+            found = row_value(metrics, row)
+            if found is None:
+                continue
+            values.append(found.value)
+            steps.append(found.env_steps)
+            if found.within is not None:
+                withins.append(found.within)
+            random_returns += [r["RandomReturn"] for r in metrics[:1] if r.get("RandomReturn") is not None]
+        reference, reference_std = row.published.get(first, (None, None))
+        results.append(
+            {
+                "name": row.name,
+                "label": row.label,
+                "metric": row.metric,
+                "mean": float(np.mean(values)) if values else None,
+                "std": float(np.std(values)) if values else None,
+                "seeds": len(values),
+                "values": values,
+                "env_steps": row.env_steps,
+                "env_steps_read": steps,
+                "within_run_std": float(np.mean(withins)) if withins else None,
+                "reference": reference,
+                "reference_std": reference_std,
+                "published": {name: {"mean": mean, "std": std} for name, (mean, std) in row.published.items()},
+                "random_policy_return": float(np.mean(random_returns)) if random_returns else None,
+            }
+        )
+    return results
+
+
+def check_findings(table: Table, rows: list[dict[str, Any]]) -> dict[str, bool | None]:
+    """Each of the source's findings -> true or false on our means (None while a row it needs is missing)."""
+    means = {r["name"]: r["mean"] for r in rows}
+    randoms = [r["random_policy_return"] for r in rows if r["random_policy_return"] is not None]
+    if any(value is None for value in means.values()) or not randoms:
+        return {claim: None for claim, _ in table.findings}
+    random = float(sum(randoms) / len(randoms))
+    results: dict[str, bool | None] = {}
+    for claim, holds in table.findings:
+        try:
+            results[claim] = bool(holds(means, random))
+        except KeyError:  # a row --tasks left out
+            results[claim] = None
+    return results
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def fmt_steps(steps: list[int | None]) -> str:
+    known = [s for s in steps if s is not None]
+    if not known:
+        return "—"
+    low, high = min(known), max(known)
+    return f"{low:,}" if low == high else f"{low:,}-{high:,}"
+
+
+def fmt_published(figure: dict[str, float | None] | None) -> str:
+    """A published mean ± std with the digits its source gives (297 ± 39, 2795.3 ± 879.9, 0.291)."""
+    if figure is None or figure["mean"] is None:
+        return "—"
+    return f"{figure['mean']:g}" + ("" if figure["std"] is None else f" ± {figure['std']:g}")
+
+
+def markdown(
+    table: Table,
+    rows: list[dict[str, Any]],
+    findings: dict[str, bool | None],
+    scale: str,
+    command: str,
+    wall_s: float,
+) -> str:
+    """table.md: ours beside the published columns; columns no row has a value for are left out."""
+    within = any(r["within_run_std"] is not None for r in rows)
+    random = any(r["random_policy_return"] is not None for r in rows)
+    header = ["row", "ours: mean ± std over seeds", "seeds", "env steps"]
+    header += ["mean std within a run"] * within + ["random policy"] * random + [c.name for c in table.columns]
+    lines = [
+        f"# {table.name} ({scale} scale)",
+        "",
+        f"Command: `{command}`  ",
+        f"Compute: {wall_s / 60:.1f} min in the runs (sum of their wall times).  ",
+        f"Reference: {table.source}.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|---|" + "---:|" * (len(header) - 1),
+    ]
+    for r in rows:
+        d = DIGITS.get(r["metric"], 2)
+        ours = "not measured" if r["mean"] is None else f"{r['mean']:.{d}f} ± {r['std']:.{d}f}"
+        cells = [f"{r['label']} (`{r['name']}`)", ours, str(r["seeds"]), fmt_steps(r["env_steps_read"])]
+        cells += [fmt(r["within_run_std"], d)] * within + [fmt(r["random_policy_return"], 1)] * random
+        cells += [fmt_published(r["published"].get(c.name)) for c in table.columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    if findings:
+        lines += ["", "The source's findings, on ours:", ""]
+        verdict = {None: "not measured", True: "yes", False: "NO"}
+        lines += [f"- {claim}: {verdict[ok]}" for claim, ok in findings.items()]
+    note = table.scale(scale).note
+    if note:
+        lines += ["", note]
+    return "\n".join(lines) + "\n\n![AverageReturn per run](returns.png)\n"
+
+
+def plot(out: Path, runs: tuple[Run, ...], seeds: list[int]) -> Path:
+    """returns.png: each run's AverageReturn (mean ± std over its seeds) against env steps."""
+    from worldmodel.report import load_run, plot_returns
+
+    groups = {}
+    for run in runs:
+        members = []
+        for seed in seeds:
+            logdir = out / f"{run.name}_seed{seed}"
+            if read_rows(logdir):
+                try:
+                    members.append(load_run(logdir))
+                except UserError:
+                    continue  # no AverageReturn yet
+        if members:
+            groups[run.name] = members
+    path = out / "returns.png"
+    if groups:
+        plot_returns(groups, path)
+    return path
