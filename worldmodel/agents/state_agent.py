@@ -190,13 +190,17 @@ def return_stats(returns: np.ndarray) -> dict[str, float]:
     }
 
 
-def log_eval_video(run: StateRun, logger: Logger, episodes: Episodes) -> float:
+def log_eval_video(run: StateRun, logger: Logger, episodes: Episodes) -> float | None:
     """The first of this iteration's reported MPC episodes, replayed from its states in a single env,
-    filmed and logged as ``eval_episode`` (no extra planning) -> its return."""
+    filmed and logged as ``eval_episode`` (no extra planning) -> its return. None, with a note, for an env whose
+    observation cannot be replayed as simulator states (Ant-v5 without x, y; dm_control)."""
     first = episodes.episode(0)
     envs = make_state_envs(dataclasses.replace(run.cfg.env, num_envs=1))
     try:
         rollout = replay_state_episode(envs, first.obs, first.rewards)
+    except UserError as error:
+        print(f"no eval_episode video for {run.cfg.env.id}: {error}", flush=True)
+        return None
     finally:
         envs.close()
     logger.video("eval_episode", rollout.frames, step=run.iteration, fps=rollout.fps)
@@ -238,7 +242,9 @@ def iterate(run: StateRun, logger: Logger, logdir: Path) -> dict[str, Any]:
         row["EpisodeLength"] = float(reported.lengths.mean()) if len(reported.lengths) else None
     if train.video_every and ((run.iteration + 1) % train.video_every == 0 or last):
         if reported.steps:
-            row["eval_video_return"] = log_eval_video(run, logger, reported)
+            video_return = log_eval_video(run, logger, reported)
+            if video_return is not None:
+                row["eval_video_return"] = video_return
     run.elapsed += time.perf_counter() - iteration_started
     row["wall_time"] = run.elapsed
     logger.log(row, step=run.iteration)

@@ -148,6 +148,9 @@ def replay_state_episode(
     if obs.shape[-1] < nq + nv:
         film.close()
         raise UserError(f"cannot replay: observations of size {obs.shape[-1]} do not hold qpos ({nq}) and qvel ({nv})")
+    if not observation_starts_with_state(envs, film):
+        film.close()
+        raise UserError("cannot replay: the observation does not start with qpos and qvel (positions excluded?)")
     try:
         frames = []
         for state in obs:  # (S,)
@@ -158,6 +161,15 @@ def replay_state_episode(
     finally:
         film.close()
     return Rollout(np.stack(frames), np.asarray(rewards, dtype=np.float64), fps=env_fps(envs))
+
+
+def observation_starts_with_state(envs: Any, film: EnvCamera) -> bool:
+    """Whether env 0's observation after a reset is [qpos, qvel, ...], so that states can be replayed from it
+    (Ant-v5 without x, y starts with qpos[2:]: it cannot)."""
+    obs, _ = envs.reset(seed=0)  # (B, S)
+    nq, nv = film.model.nq, film.model.nv
+    state = np.concatenate([film.data.qpos, film.data.qvel])  # (nq + nv,)
+    return bool(np.allclose(obs[0][: nq + nv], state, atol=1e-6))
 
 
 def record_pixel_episode(
