@@ -38,7 +38,7 @@ from worldmodel.logging.media import save_loss_curve
 from worldmodel.logging.progress import progress
 from worldmodel.logging.rollout import replay_state_episode
 from worldmodel.models.dynamics import DynamicsEnsemble, EnsembleConfig
-from worldmodel.planning.cem import CEMPlanner, PlannerConfig
+from worldmodel.planning import Planner, PlannerConfig, make_planner
 
 
 @dataclass
@@ -179,10 +179,10 @@ def build_model(cfg: StateAgentConfig, spec: StateEnvSpec, device: torch.device)
 
 def build_planner(
     cfg: StateAgentConfig, spec: StateEnvSpec, device: torch.device, generator: torch.Generator
-) -> CEMPlanner:
+) -> Planner:
     low = torch.full((spec.action_size,), spec.action_low, device=device)
     high = torch.full((spec.action_size,), spec.action_high, device=device)
-    return CEMPlanner(cfg.planner, low=low, high=high, generator=generator)
+    return make_planner(cfg.planner, low=low, high=high, generator=generator)
 
 
 # ---- the loop -------------------------------------------------------------------------------
