@@ -47,6 +47,8 @@ def test_make_planner_builds_the_kind_the_config_names():
     for kind, cls in kinds.items():
         built = planner(kind)
         assert type(built) is cls and built.cfg.kind == kind and built.device == torch.device("cpu")
+    # Sequences a call evaluates per env (iCEM's: test_icem_population_decays_...).
+    assert [sequences_per_call(planner(kind).cfg) for kind in ("rs", "cem", "mppi")] == [300, 2400, 2400]
 
 
 # ---- optima and the box ---------------------------------------------------------------------
@@ -148,22 +150,28 @@ def test_mppi_weights_its_elites_by_temperature_and_clamps_the_std():
         else:
             torch.testing.assert_close(plan, elites.mean(dim=1))
     calls = []
-    planner("mppi", iterations=2, candidates=4000, temperature=1e9, min_std=0.05, init_std=0.3, low=LOW, high=HIGH).plan(
-        recording(calls), batch_size=2
-    )
+    mppi = planner("mppi", iterations=2, candidates=4000, temperature=1e9, min_std=0.05, init_std=0.3,
+                   low=LOW, high=HIGH)
+    mppi.plan(recording(calls), batch_size=2)
     std, mean = torch.std_mean(calls[1], dim=1)  # (B, L, A)
     torch.testing.assert_close(mean, best_of(calls[0], 1)[:, 0], atol=0.01, rtol=0)
     torch.testing.assert_close(std, (0.05 * HALF_RANGE).expand(2, L, A), rtol=0.08, atol=0)
 
 
 def test_mppi_never_weighs_a_diverged_rollout():
-    def objective(actions):  # NaN where the first action's first dim > 0; all returns negative
+    """NaN returns where the first action's first dim > -0.5, all others negative: 35 elites of 40
+    candidates include diverged ones (-inf), which weigh 0 at any temperature, so the mean keeps a[0, 0]
+    <= -0.5. A NaN mapped to a number would win (0) or drag that mean up (a weight of its own)."""
+
+    def objective(actions):
         returns = quadratic(actions) - 100.0
-        return torch.where(actions[..., 0, 0] > 0, torch.full_like(returns, torch.nan), returns)
+        return torch.where(actions[..., 0, 0] > -0.5, torch.full_like(returns, torch.nan), returns)
 
     for temperature in (0.0, 0.5):
-        plan = planner("mppi", iterations=1, elites=30, temperature=temperature).plan(objective, batch_size=2)
-        assert torch.isfinite(plan).all() and (plan[:, 0, 0] <= 0).all()
+        plan = planner("mppi", candidates=40, elites=35, iterations=1, temperature=temperature).plan(
+            objective, batch_size=2
+        )
+        assert torch.isfinite(plan).all() and (plan[:, 0, 0] <= -0.5).all(), temperature
 
 
 # ---- keep_rows ------------------------------------------------------------------------------

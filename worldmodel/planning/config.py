@@ -91,7 +91,8 @@ class PlannerConfig:
         check(self.temperature >= 0, f"planner.temperature must be >= 0, got {self.temperature}")
         check(
             0 < self.min_std <= self.max_std,
-            f"planner.min_std and planner.max_std must satisfy 0 < min_std <= max_std, got {self.min_std}, {self.max_std}",
+            f"planner.min_std and planner.max_std must satisfy 0 < min_std <= max_std, "
+            f"got {self.min_std} and {self.max_std}",
         )
         if self.kind == "icem":
             check(
