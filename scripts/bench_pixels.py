@@ -54,7 +54,7 @@ from worldmodel.envs.pixels import PixelEnvs  # noqa: E402
 from worldmodel.errors import UserError  # noqa: E402
 from worldmodel.models.graphed import WARMUP_STEPS  # noqa: E402
 from worldmodel.models.world_model import WorldModel  # noqa: E402
-from worldmodel.planning.cem import CEMPlanner  # noqa: E402
+from worldmodel.planning import Planner, make_planner, sequences_per_call  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "pixels_planet.yaml"
@@ -66,7 +66,7 @@ KEYS = ("plan_ms_1env", "plan_ms_8env", "plan_gflops", "peak_gflops", "train_ste
 # ------------------------------------------------------------------------------ model figures
 
 
-def planner_call(model: WorldModel, planner: CEMPlanner, num_envs: int):
+def planner_call(model: WorldModel, planner: Planner, num_envs: int):
     """One planner call for ``num_envs`` envs from a random belief, as ``PixelPolicy.act`` makes it."""
     state = model.initial_state(num_envs).map(torch.randn_like)  # (B): h (B, D), z (B, S)
 
@@ -96,7 +96,7 @@ def bench_model(cfg, action_size: int, obs_shape: tuple[int, ...], device: torch
     planning_model = WorldModel(cfg.model, action_size, obs_shape).to(device).eval()
     training_model = WorldModel(cfg.model, action_size, obs_shape).to(device)
     box = torch.ones(action_size, device=device)
-    planner = CEMPlanner(cfg.planner, low=-box, high=box)  # the default generator: a CUDA graph can replay it
+    planner = make_planner(cfg.planner, low=-box, high=box)  # the default generator: a CUDA graph can replay it
     batch = random_batch(cfg, action_size, obs_shape, device)
     peak_run, peak_flops = bench_planner.peak_matmul(device)
     contenders = {
@@ -115,7 +115,7 @@ def bench_model(cfg, action_size: int, obs_shape: tuple[int, ...], device: torch
             training_model.train_step(batch)
     timings = bench_planner.run_rounds(contenders, repeats, device)
     c = cfg.planner
-    flops_per_env = bench_planner.latent_flops_per_step(planning_model, c.sample) * c.candidates * c.horizon * c.iterations
+    flops_per_env = bench_planner.latent_flops_per_step(planning_model, c.sample) * sequences_per_call(c) * c.horizon
     ms = {name: 1e3 * timings.median(name) for name in timings.rounds}
     figures = {
         "plan_ms_1env": ms["plan_1"],

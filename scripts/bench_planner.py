@@ -45,7 +45,7 @@ from worldmodel.envs.rewards import RewardFn, half_cheetah_reward  # noqa: E402
 from worldmodel.errors import UserError  # noqa: E402
 from worldmodel.models.dynamics import DynamicsEnsemble, EnsembleConfig  # noqa: E402
 from worldmodel.models.ensemble import EnsembleMLP  # noqa: E402
-from worldmodel.planning import CEMPlanner, PlannerConfig  # noqa: E402
+from worldmodel.planning import PlannerConfig, make_planner  # noqa: E402
 
 STATE_SIZE, ACTION_SIZE = 18, 6  # HalfCheetah with x: qpos 9 + qvel 9; the model sees dims 1..17 (no rootx)
 ENSEMBLE_SIZE, HIDDEN_SIZE, NUM_LAYERS = 5, 250, 2
@@ -226,7 +226,7 @@ def bench_state(device: torch.device, repeats: int, num_envs: int) -> dict:
     members = naive_members(mlp)
     low, high = -torch.ones(ACTION_SIZE, device=device), torch.ones(ACTION_SIZE, device=device)
     obs = 0.1 * torch.randn(num_envs, STATE_SIZE, device=device)  # (B, S)
-    planner = CEMPlanner(STATE_PLANNER, low, high)
+    planner = make_planner(STATE_PLANNER, low, high)
 
     def objective(actions: Tensor) -> Tensor:
         return model.imagine_returns(obs, actions, reward_fn)  # (B, N)
@@ -328,7 +328,7 @@ def bench_latent(device: torch.device, repeats: int, num_envs: int) -> dict:
     model = WorldModel(cfg, action_size=1).to(device).eval()  # cartpole: one action
     state = model.initial_state(num_envs).map(torch.randn_like)  # (B): a non-trivial belief to plan from
     low, high = -torch.ones(1, device=device), torch.ones(1, device=device)
-    planner = CEMPlanner(LATENT_PLANNER, low, high)
+    planner = make_planner(LATENT_PLANNER, low, high)
 
     def objective(actions: Tensor) -> Tensor:
         return model.imagine_returns(state, actions)  # (B, N)

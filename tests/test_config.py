@@ -54,7 +54,7 @@ def test_unknown_section_key():
         ("planner.horizon=ten", "planner.horizon must be an integer"),
         ("model.delta_norm=maybe", "model.delta_norm must be true or false"),
         ("model.learning_rate=fast", "model.learning_rate must be a number"),
-        ("planner.kind=mppi", "planner.kind must be one of 'rs', 'cem'"),
+        ("planner.kind=pso", "planner.kind must be one of 'rs', 'cem', 'icem', 'mppi'"),
         ("logger=tensorboard", "logger must be one of"),
     ],
 )

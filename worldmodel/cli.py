@@ -79,7 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
         "than the config's also takes its own PlaNet action repeat, unless env.action_repeat=N is given too",
     )
     parser.add_argument("--config", type=Path, help="YAML config file (default: the built-in CPU default)")
-    parser.add_argument("--planner", choices=["rs", "cem"], help="random shooting or CEM (sets planner.kind)")
+    parser.add_argument(
+        "--planner",
+        choices=["rs", "cem", "icem", "mppi"],
+        help="random shooting, CEM, iCEM (coloured noise, elites kept) or MPPI (TD-MPC2's) (sets planner.kind)",
+    )
     parser.add_argument("--seed", type=int, help="random seed (sets seed)")
     parser.add_argument("--logdir", type=Path, help="run folder (default: runs/<obs>_<env>_<time>)")
     parser.add_argument(

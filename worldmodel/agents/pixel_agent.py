@@ -38,7 +38,7 @@ from worldmodel.logging.logger import Logger
 from worldmodel.logging.media import episode_video, openl_video, recon_grid
 from worldmodel.logging.progress import progress
 from worldmodel.models.world_model import WorldModel, batch_to_torch
-from worldmodel.planning.cem import CEMPlanner
+from worldmodel.planning import make_planner
 from worldmodel.runner import crossed
 
 HELDOUT_SEED_OFFSET = 10_007  # the held-out chunks are drawn from their own, fixed stream
@@ -66,7 +66,7 @@ class PixelRun(runner.RunState):
         # On a GPU the frames are mirrored there and chunks gathered there (see DeviceReplay).
         self.device_replay = DeviceReplay(self.replay, device) if device.type == "cuda" else None
         box = torch.ones(envs.action_size, device=device)
-        self.planner = CEMPlanner(cfg.planner, low=-box, high=box, generator=self.generator)
+        self.planner = make_planner(cfg.planner, low=-box, high=box, generator=self.generator)
         self.policy = PixelPolicy(
             self.world_model, self.planner, exploration_noise=cfg.train.exploration_noise, generator=self.generator
         )
@@ -332,7 +332,7 @@ def load_agent(
     world_model = WorldModel(cfg.model, action_size, image_shape).to(torch_device)
     world_model.load_state_dict(weights)
     box = torch.ones(action_size, device=torch_device)
-    planner = CEMPlanner(cfg.planner, low=-box, high=box, generator=generator)
+    planner = make_planner(cfg.planner, low=-box, high=box, generator=generator)
 
     def make_envs(num_envs: int = 1, seed: int = 0) -> PixelEnvs:
         return make_pixel_envs(dataclasses.replace(cfg.env, num_envs=num_envs), seed=seed)

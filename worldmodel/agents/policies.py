@@ -22,7 +22,7 @@ from worldmodel.envs.terminations import TerminationFn
 from worldmodel.errors import UserError
 from worldmodel.models.dynamics import DynamicsEnsemble
 from worldmodel.models.world_model import RSSMState, WorldModel
-from worldmodel.planning.cem import CEMPlanner
+from worldmodel.planning import Planner
 from worldmodel.planning.compiled import compiled_call
 
 
@@ -41,7 +41,7 @@ class StatePolicy:
     def __init__(
         self,
         model: DynamicsEnsemble,
-        planner: CEMPlanner,
+        planner: Planner,
         *,
         reward_fn: RewardFn | None,
         termination_fn: TerminationFn | None,
@@ -93,7 +93,7 @@ class PixelPolicy:
     def __init__(
         self,
         world_model: WorldModel,
-        planner: CEMPlanner,
+        planner: Planner,
         *,
         exploration_noise: float = 0.0,
         generator: torch.Generator | None = None,

@@ -38,7 +38,7 @@ from worldmodel.logging.media import save_loss_curve
 from worldmodel.logging.progress import progress
 from worldmodel.logging.rollout import replay_state_episode
 from worldmodel.models.dynamics import DynamicsEnsemble
-from worldmodel.planning.cem import CEMPlanner
+from worldmodel.planning import Planner, make_planner
 
 
 # ---- run state ------------------------------------------------------------------------------
@@ -92,13 +92,13 @@ def build_model(cfg: StateAgentConfig, spec: StateEnvSpec, device: torch.device)
 
 def build_planner(
     cfg: StateAgentConfig, spec: StateEnvSpec, device: torch.device, generator: torch.Generator
-) -> CEMPlanner:
+) -> Planner:
     low = torch.tensor(spec.action_low, dtype=torch.float32, device=device)  # (A,)
     high = torch.tensor(spec.action_high, dtype=torch.float32, device=device)  # (A,)
-    return CEMPlanner(cfg.planner, low=low, high=high, generator=generator)
+    return make_planner(cfg.planner, low=low, high=high, generator=generator)
 
 
-def build_policy(cfg: StateAgentConfig, spec: StateEnvSpec, model: DynamicsEnsemble, planner: CEMPlanner, **kwargs):
+def build_policy(cfg: StateAgentConfig, spec: StateEnvSpec, model: DynamicsEnsemble, planner: Planner, **kwargs):
     """MPC with the env's known functions where the config says known, the model's learned heads elsewhere."""
     reward_fn = spec.reward_fn if cfg.model.reward == "known" else None
     known_end = cfg.model.termination == "known" and spec.terminates
