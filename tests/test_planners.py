@@ -270,7 +270,8 @@ def test_state_agent_plans_with_the_configured_planner(kind):
         episodes = collect_mpc(run, 2, "test")
     finally:
         run.close()
-    assert episodes.actions.shape == (2, 3, 6) and np.isfinite(episodes.actions).all()
+    assert episodes.actions.shape == (6, 6) and episodes.lengths.tolist() == [3, 3]
+    assert np.isfinite(episodes.actions).all()
     assert np.abs(episodes.actions).max() <= 1.0
     expected = [[50, 42], [51, 42], [51, 42]] if kind == "icem" else [[50, 50]] * 3
     assert sizes == expected
