@@ -100,3 +100,18 @@ def test_the_learned_reward_trains_on_the_collected_rewards() -> None:
     finally:
         run.close()
     assert torch.is_tensor(data["rewards"])
+
+
+def test_bench_termination_times_both_variants(tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_termination", ROOT / "scripts" / "bench_termination.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "termination.json"
+    assert bench.main(["--config", str(SMOKE), "--rounds", "1", "--calls", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["env"] == "Hopper-v5" and result["never_ends_ms"] > 0 and result["terminates_ms"] > 0
+    assert result["ratio"] == pytest.approx(result["terminates_ms"] / result["never_ends_ms"])
+    with pytest.raises(SystemExit):
+        bench.main(["--config", str(SMOKE), "--env", "HalfCheetah-v5"])  # nothing to time: it never terminates
