@@ -40,14 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def planner_calls(cfg) -> int:
-    """Planner calls in a whole run: one per env step of every batch of MPC episodes."""
-    train = cfg.train
+def planner_calls(cfg, episode_length: int) -> int:
+    """Planner calls in a whole run: one per env step of every batch of MPC episodes, every episode to its time
+    limit (episodes that terminate early make it an upper bound): the mpc_episodes and eval_episodes in batches of
+    num_envs, then batches of num_envs more until train.mpc_steps."""
+    train, B, T = cfg.train, cfg.env.num_envs, episode_length
     calls = 0
     for iteration in range(train.iterations):
         last = iteration + 1 == train.iterations
-        episodes = (train.mpc_episodes if (train.collect_after_last or not last) else 0) + train.eval_episodes
-        calls += math.ceil(episodes / cfg.env.num_envs) * cfg.env.episode_length
+        collected = train.mpc_episodes if (train.collect_after_last or not last) else 0
+        batches = math.ceil((collected + train.eval_episodes) / B)
+        steps = collected * T
+        while collected and steps < train.mpc_steps:
+            batches, steps = batches + 1, steps + B * T
+        calls += batches * T
     return calls
 
 
@@ -64,7 +70,7 @@ def median_seconds(fn, repeats: int) -> float:
 def estimate(args: argparse.Namespace) -> dict:
     import torch
 
-    from worldmodel.agents.state_agent import StateAgentConfig, build_model, build_planner
+    from worldmodel.agents.state_agent import StateAgentConfig, build_model, build_planner, build_policy
     from worldmodel.config import load_config
     from worldmodel.cpu import tune_cpu
     from worldmodel.data.transitions import TransitionBuffer
@@ -77,9 +83,11 @@ def estimate(args: argparse.Namespace) -> dict:
     generator = torch.Generator(device=device).manual_seed(0)
     model, planner = build_model(cfg, spec, device), build_planner(cfg, spec, device, generator)
     obs = 0.1 * torch.randn(cfg.env.num_envs, spec.obs_size, device=device)  # (B, S)
+    policy = build_policy(cfg, spec, model, planner)  # the known or learned reward and termination the run uses
+    reward_fn, termination_fn = policy.reward_fn, policy.termination_fn
 
     def plan() -> None:
-        planner.plan(lambda actions: model.imagine_returns(obs, actions, spec.reward_fn), cfg.env.num_envs)
+        planner.plan(lambda actions: model.imagine_returns(obs, actions, reward_fn, termination_fn), cfg.env.num_envs)
         if device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -98,7 +106,8 @@ def estimate(args: argparse.Namespace) -> dict:
             torch.cuda.synchronize()
 
     plan_s, step_s = median_seconds(plan, args.calls), median_seconds(train_step, 20)
-    calls, steps = planner_calls(cfg), cfg.train.iterations * cfg.train.train_steps
+    calls = planner_calls(cfg, cfg.env.episode_length or spec.max_episode_steps)
+    steps = cfg.train.iterations * cfg.train.train_steps
     return {
         "config": str(args.config), "device": str(device), "threads": torch.get_num_threads(),
         "num_envs": cfg.env.num_envs, "plan_s_per_call": plan_s, "planner_calls": calls,

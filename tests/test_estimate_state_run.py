@@ -34,15 +34,22 @@ estimate = load_script()
         ("state_halfcheetah_cem.yaml", 5 * 1000),  # 5 collected + 10 evaluated in 15 envs; the last collects none
         ("state_halfcheetah_rs.yaml", 15 * 1000),
         ("state_smoke.yaml", 2 * 50),
+        ("state_mujoco.yaml", 19 * 1000),  # 4 episodes in 4 envs reach mpc_steps 4000 at the time limit
     ],
 )
 def test_a_run_calls_the_planner_once_per_env_step_of_each_batch(config, calls):
-    assert estimate.planner_calls(load_config(StateAgentConfig, ROOT / "configs" / config)) == calls
+    cfg = load_config(StateAgentConfig, ROOT / "configs" / config)
+    assert estimate.planner_calls(cfg, cfg.env.episode_length or 1000) == calls  # null: the env's own limit
+
+
+def test_mpc_steps_add_batches_until_reached():
+    cfg = load_config(StateAgentConfig, ROOT / "configs" / "state_smoke.yaml", ["train.mpc_steps=250"])
+    assert estimate.planner_calls(cfg, 50) == 2 * 3 * 50  # 2 episodes of 50, then batches of 2 to 300 >= 250
 
 
 def test_more_episodes_than_envs_take_more_batches():
     cfg = load_config(StateAgentConfig, ROOT / "configs" / "state_smoke.yaml", ["train.mpc_episodes=5"])
-    assert estimate.planner_calls(cfg) == 2 * 3 * 50  # 5 episodes in 2 envs: 3 batches of 50 steps
+    assert estimate.planner_calls(cfg, 50) == 2 * 3 * 50  # 5 episodes in 2 envs: 3 batches of 50 steps
 
 
 def test_the_estimate_is_printed_with_its_json_last(capsys):
