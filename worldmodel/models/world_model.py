@@ -19,7 +19,6 @@ from typing import Any, Literal, Mapping
 
 import numpy as np
 import torch
-import torch._dynamo  # noqa: F401  (see below)
 from torch import Tensor, nn
 
 from worldmodel.config import check
@@ -30,10 +29,6 @@ from worldmodel.models.graphed import GraphedStep, set_capturable
 from worldmodel.models.latent_planning import imagined_returns
 from worldmodel.models.reward_head import RewardHead
 from worldmodel.models.rssm import RSSM, DiagGaussian, RSSMState, free_nats_kl, kl_divergence
-
-# Why import torch._dynamo eagerly: creating the Adam optimizer imports it, and with it triton's
-# bundled LLVM. If a MuJoCo EGL context (Mesa's llvmpipe, with its own LLVM) already exists by then,
-# the process segfaults. Importing it here, before any environment renders, avoids that.
 
 __all__ = [
     "WorldModelConfig",
