@@ -335,7 +335,8 @@ def test_run_folder_from_before_the_policy_section_is_accepted(tmp_path):
     del old["policy"], old["train"]["aggregate"], old["train"]["epochs"]
     (logdir / "config.yaml").write_text(yaml.safe_dump(old))
     reproduce.check_run_folder(logdir, cfg)  # no error
-    save_config(load_config(StateAgentConfig, CONFIGS / "state_halfcheetah_rs.yaml", ["policy.kind=bptt"]), logdir / "config.yaml")
+    bptt = load_config(StateAgentConfig, CONFIGS / "state_halfcheetah_rs.yaml", ["policy.kind=bptt"])
+    save_config(bptt, logdir / "config.yaml")
     with pytest.raises(reproduce.UserError, match="differs in: policy"):
         reproduce.check_run_folder(logdir, cfg)
 

@@ -294,7 +294,8 @@ def test_policy_runs_log_their_rows_and_resume_where_they_stopped(kind, tmp_path
         assert run.learner.updates == policy["updates"] > 0
         assert torch.equal(run.learner.labels.obs, policy["labels"]["obs"])
         state = run.learner.optimizer.state_dict()["state"]
-        assert state and all(torch.equal(s["exp_avg"], policy["optimizer"]["state"][i]["exp_avg"]) for i, s in state.items())
+        saved_state = policy["optimizer"]["state"]
+        assert state and all(torch.equal(s["exp_avg"], saved_state[i]["exp_avg"]) for i, s in state.items())
         assert (run.policy.guide is not None) == (kind == "guided")
     finally:
         run.close()
@@ -306,7 +307,8 @@ def test_policy_runs_log_their_rows_and_resume_where_they_stopped(kind, tmp_path
 def test_policy_file_carries_the_network(kind, tmp_path):
     """policy.pt holds the network: a loaded bptt or dagger agent acts with it alone, never planning; a loaded
     guided agent plans with it as its guide."""
-    logdir = main(config_path=SMOKE, overrides=[*TINY, f"policy.kind={kind}", "train.iterations=2"], logdir=tmp_path / "r")
+    overrides = [*TINY, f"policy.kind={kind}", "train.iterations=2"]
+    logdir = main(config_path=SMOKE, overrides=overrides, logdir=tmp_path / "r")
     trained = load_checkpoint(logdir / "checkpoint.pt", kind="state")["run"]["policy"]["net"]
     agent = load_agent(logdir, device="cpu")
     obs = np.random.default_rng(0).normal(size=(3, S)).astype(np.float32)

@@ -178,7 +178,8 @@ def collect_until(run: StateRun, collected: Episodes, steps: int, desc: str, pol
     parts, B = [collected], run.cfg.env.num_envs
     while sum(part.steps for part in parts) < steps:
         more = f"{desc} (to {steps} steps)"
-        parts.append(collect_mpc(run, B, more, actor) if policy is None else run_episodes(run.envs, policy, B, run.rng, more))
+        by_policy = policy is not None
+        parts.append(run_episodes(run.envs, policy, B, run.rng, more) if by_policy else collect_mpc(run, B, more, actor))
     return Episodes.concatenate(parts)
 
 

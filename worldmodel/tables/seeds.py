@@ -145,6 +145,9 @@ SEED000_SOURCE = (
 )
 
 
+NOAGG = ("rs", "rs_noagg")  # the runs with and without aggregation
+
+
 def seed000_run(name: str, *overrides: str) -> Run:
     return Run(name, RS_CONFIG, SEED000_MODEL + overrides, scales={"lite": SEED000_LITE, "smoke": SEED000_SMOKE})
 
@@ -204,9 +207,9 @@ SEED000 = Table(
         ("dagger below rs (section 6: too little exploration)", lambda m, random: m["dagger"] < m["rs_final"]),
     ),
     curves=(
-        Curves("fig2_dynamics_mse", "Fig. 2: DynamicsMSE, with and without aggregation", ("rs", "rs_noagg"), "DynamicsMSE"),
-        Curves("fig3_returns", "Fig. 3: AverageReturn, with and without aggregation", ("rs", "rs_noagg")),
-        Curves("fig4_costs", "Fig. 4: average cost, with and without aggregation", ("rs", "rs_noagg"), negate=True),
+        Curves("fig2_dynamics_mse", "Fig. 2: DynamicsMSE, with and without aggregation", NOAGG, "DynamicsMSE"),
+        Curves("fig3_returns", "Fig. 3: AverageReturn, with and without aggregation", NOAGG),
+        Curves("fig4_costs", "Fig. 4: average cost, with and without aggregation", NOAGG, negate=True),
         Curves("fig5_delta_norm", "Fig. 5: AverageReturn, with and without delta normalisation", ("rs", "rs_nodelta")),
         Curves("fig6_bptt", "Fig. 6: AverageReturn of the BPTT policy (and of RS)", ("bptt", "rs")),
         Curves("fig7_guided", "Fig. 7: AverageReturn, policy-guided MPC against uniform RS", ("guided", "rs")),
