@@ -3,7 +3,8 @@
 
   python scripts/reproduce.py seed001 --out runs/seed001                  # RS, CEM, CEM H=1, CEM K=50 x 3 seeds
   python scripts/reproduce.py seed001 --scale lite --out /tmp/t           # the same findings in <= 20 min on 2 CPU cores
-  python scripts/reproduce.py seed000 --seeds 0 1 2 --device cuda --out runs/seed000
+  python scripts/reproduce.py seed000 --device cuda --out runs/seed000             # 3 seeds, the 2017 settings
+  python scripts/reproduce.py seed000 --scale lite --out runs/seed000_lite        # the same figures on 2 CPU cores
   python scripts/reproduce.py planet --scale cpu --tasks cartpole-swingup walker-walk --out runs/planet
   python scripts/reproduce.py planet --scale gpu --device cuda --out runs/planet_gpu   # 100k and 500k rows
   python scripts/reproduce.py mujoco --scale cpu --tasks HalfCheetah-v5 --out runs/mujoco
@@ -12,8 +13,10 @@
 Tables (worldmodel/tables/; each declares its scales, the first the default):
   seed001  CS285 hw4 on its cheetah: random shooting, CEM, CEM with horizon 1, CEM with 50 candidates; final
            AverageReturn per run. Scales full (the seed's settings, seeds 0 1 2) and lite (seed 0).
-  seed000  the 2017 homework's iteration 0: random shooting's return and DynamicsMSE, with and without delta
-           normalisation. Scales full and lite.
+  seed000  the 2017 homework (seed 000): random shooting's iteration-0 return and DynamicsMSE, with and without
+           delta normalisation; then over 15 on-policy iterations with and without aggregation (its Figs. 2-5),
+           the BPTT policy (Fig. 6), policy-guided MPC against uniform random shooting (Fig. 7) and DAgger.
+           Scales full (GPU, seeds 0 1 2), lite (2 CPU cores, seeds 0 1 2) and smoke (tests).
   planet   the pixel agent on PlaNet's six DeepMind Control tasks at their PlaNet action repeats, evaluation
            return at 100k env steps (and 500k at --scale gpu) beside PlaNet, Dreamer and DreamerV3. Scales cpu
            (configs/pixels_cartpole_100k_cpu.yaml, seed 0), gpu (configs/pixels_planet.yaml to 500k env steps,
@@ -28,8 +31,10 @@ time here, or --parallel N on Ray where it is installed); its output goes to DIR
 DIR/sweep.json records each run's status. Calling the command again skips finished runs and resumes
 unfinished ones from their checkpoint; a run whose process dies is resumed up to --max-retries times. At the
 end it writes DIR/table.md (ours: mean +- std over seeds, where each figure was read, beside the published
-columns), DIR/table.json and DIR/returns.png. worldmodel/tables/results.py says which metrics row a figure
-is read from (an iteration, the evaluation nearest below an env step count, or the last).
+columns), DIR/table.json and DIR/returns.png, and for seed000 one PNG per figure of the seed beside them
+(DIR/fig2_dynamics_mse.png, ...: curves over the iterations, mean ± std over seeds). worldmodel/tables/results.py
+says which metrics row a figure is read from (an iteration, the evaluation nearest below an env step count, or
+the last).
 
 seed001 --scale full is meant for a GPU: on 2 CPU cores it takes about 8.5 hours a seed
 (scripts/estimate_state_run.py: RS 3.7 h, CEM 4.2 h, H=1 and K=50 0.3 h each; RESULTS.md).
@@ -49,7 +54,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from worldmodel.errors import UserError, exit_code  # noqa: E402
 from worldmodel.tables import SEED000, SEED001, TABLES  # noqa: E402,F401  (SEED000, SEED001: for tests)
-from worldmodel.tables.results import build_table, check_findings, markdown, plot, read_rows  # noqa: E402
+from worldmodel.tables.results import (  # noqa: E402
+    build_table,
+    check_findings,
+    markdown,
+    plot,
+    plot_curves,
+    read_rows,
+)
 from worldmodel.tables.types import Run, Table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,15 +103,18 @@ def comparable(config: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in config.items() if key not in IGNORED_KEYS}
 
 
-def check_run_folder(logdir: Path, expected: dict[str, Any]) -> None:
-    """Refuse a folder that holds files but no run, or a run of another config than the table's."""
-    import yaml
+def check_run_folder(logdir: Path, expected: Any) -> None:
+    """Refuse a folder that holds files but no run, or a run of another config than ``expected`` (the table's
+    resolved config). The saved config is read as a resume reads it, so keys added since it was written count
+    at their defaults (a run from before ``policy`` existed is a ``policy.kind=none`` run)."""
+    from worldmodel.config import load_config, to_dict
 
     if not logdir.exists() or not any(logdir.iterdir()):
         return
     if not (logdir / "config.yaml").is_file():
         raise UserError(f"{logdir} holds files but no run (no config.yaml); move it away and run again")
-    saved = yaml.safe_load((logdir / "config.yaml").read_text()) or {}
+    saved = to_dict(load_config(type(expected), logdir / "config.yaml"))
+    expected = to_dict(expected)
     if comparable(saved) != comparable(expected):
         differing = sorted(k for k in set(saved) | set(expected) if comparable(saved).get(k) != comparable(expected).get(k))
         raise UserError(
@@ -151,7 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def reproduce(args: argparse.Namespace, command: str) -> None:
-    from worldmodel.config import to_dict
     from worldmodel.sweep import run_trials
 
     if args.table not in TABLES:
@@ -173,7 +187,7 @@ def reproduce(args: argparse.Namespace, command: str) -> None:
     # Every run's config is checked (and every existing folder compared) before anything runs.
     planned = plan_trials(table, scale, runs, seeds, args.device, args.overrides)
     for trial, cfg in planned:
-        check_run_folder(out / trial.name, to_dict(cfg))
+        check_run_folder(out / trial.name, cfg)
     trials = [trial for trial, _ in planned]
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text(json.dumps({"table": table.name, "scale": scale}) + "\n")
@@ -188,7 +202,8 @@ def reproduce(args: argparse.Namespace, command: str) -> None:
     runs_wall = sum((read_rows(out / trial.name) or [{}])[-1].get("wall_time", 0.0) for trial in trials)
     invocation_s = time.perf_counter() - started
     findings = check_findings(table, rows)
-    (out / "table.md").write_text(markdown(table, rows, findings, scale, command, runs_wall))
+    figures = plot_curves(out, table, runs, seeds)
+    (out / "table.md").write_text(markdown(table, rows, findings, scale, command, runs_wall, tuple(figures)))
     result = {
         "table": table.name,
         "scale": scale,
@@ -197,6 +212,7 @@ def reproduce(args: argparse.Namespace, command: str) -> None:
         "columns": [{"name": column.name, "source": column.source} for column in table.columns],
         "rows": rows,
         "findings": findings,
+        "figures": [name for _, name in figures],
         "wall_s": runs_wall,
         "invocation_wall_s": invocation_s,
         "device": args.device,
@@ -205,7 +221,8 @@ def reproduce(args: argparse.Namespace, command: str) -> None:
     (out / "table.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(out, runs, seeds)
     print((out / "table.md").read_text())
-    print(f"wrote {out / 'table.md'}, {out / 'table.json'} and {out / 'returns.png'}", file=sys.stderr)
+    pictures = ", ".join(name for _, name in [("", "returns.png"), *figures])
+    print(f"wrote {out / 'table.md'}, {out / 'table.json'} and {pictures} in {out}", file=sys.stderr)
     if failed:
         raise UserError(f"{len(failed)} run(s) failed ({', '.join(failed)}): see {out / 'logs'}; the table holds the rest")
 

@@ -23,8 +23,12 @@ from worldmodel.checkpoint import load_checkpoint
 from worldmodel.logging.logger import read_metrics
 
 # The keys of a metrics row that measure wall-clock time; every other key is a function of the seed.
-# State agent: TrainTime, CollectTime, planner/ms, steps_per_second, wall_time. Pixel agent: plan_ms, fps, wall_time.
-TIMING_KEYS = frozenset({"wall_time", "TrainTime", "CollectTime", "planner/ms", "steps_per_second", "plan_ms", "fps"})
+# State agent: TrainTime, CollectTime, planner/ms, act_ms, steps_per_second, wall_time, policy/train_time,
+# policy/label_time. Pixel agent: plan_ms, fps, wall_time.
+TIMING_KEYS = frozenset(
+    {"wall_time", "TrainTime", "CollectTime", "planner/ms", "act_ms", "steps_per_second", "plan_ms", "fps"}
+    | {"policy/train_time", "policy/label_time"}
+)
 
 # A guard against a hung run, not a pace: the waits below take seconds, and a run at a tenth of this
 # machine's busy pace still finishes them well inside it.

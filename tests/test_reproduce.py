@@ -3,8 +3,10 @@ resuming an interrupted one, and bad input refused before anything is written.""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -128,7 +130,8 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch):
     first = metrics_text(out)["rs_nodelta_seed0"]
     assert len(first.splitlines()) == 1
 
-    assert call("seed000", "--scale", "lite", "--out", str(out), *seed000_tiny) == 0
+    tasks = ["--seeds", "0", "--tasks", "rs", "rs_nodelta"]
+    assert call("seed000", "--scale", "lite", "--out", str(out), *tasks, *seed000_tiny) == 0
     log = (out / "logs" / "rs_nodelta_seed0.log").read_text()
     assert "--resume" in log.splitlines()[0], log.splitlines()[0]  # "== attempt 1: ... --resume ..."
     warm_up = [line for line in log.splitlines() if line.startswith("random ")]  # "random 1/1: ..." and "random policy: ..."
@@ -139,7 +142,7 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch):
     rows = [json.loads(line) for line in after["rs_nodelta_seed0"].splitlines()]
     assert [row["Iteration"] for row in rows] == [0, 1]  # resumed, no duplicated row
     names = [row["name"] for row in json.loads((out / "table.json").read_text())["rows"]]
-    assert names == ["rs_itr0", "rs_itr0_mse", "rs_nodelta_itr0", "rs_nodelta_itr0_mse"]
+    assert names[:4] == ["rs_itr0", "rs_itr0_mse", "rs_nodelta_itr0", "rs_nodelta_itr0_mse"]
     # The CPU is deterministic: an uninterrupted run of the same config logs the same values.
     whole = state_agent.main(config_path=out / "rs_nodelta_seed0" / "config.yaml", logdir=tmp_path / "whole")
     uninterrupted = [json.loads(line) for line in (whole / "metrics.jsonl").read_text().splitlines()]
@@ -180,15 +183,14 @@ def test_check_findings_averages_the_random_policy_and_waits_for_missing_rows():
     seed000 = reproduce.SEED000
     means = {"rs_itr0": -250.0, "rs_itr0_mse": 0.3, "rs_nodelta_itr0": 100.0, "rs_nodelta_itr0_mse": 0.5}
     claim = "rs_itr0 > random policy"
-    # The random policy's return is the mean over the rows that measured one: -300 here, then -200.
-    assert reproduce.check_findings(seed000, finding_rows(means, (-100.0, -500.0))) == {claim: True}
-    assert reproduce.check_findings(seed000, finding_rows(means, (-100.0, -300.0))) == {claim: False}
-    assert reproduce.check_findings(seed000, finding_rows({**means, "rs_itr0": -150.0}, (-100.0, -300.0))) == {
-        claim: True
-    }
+    # The random policy's return is the mean over the rows that measured one: -300 here, then -200. (The
+    # findings on rows these means leave out are not measured.)
+    assert reproduce.check_findings(seed000, finding_rows(means, (-100.0, -500.0)))[claim] is True
+    assert reproduce.check_findings(seed000, finding_rows(means, (-100.0, -300.0)))[claim] is False
+    assert reproduce.check_findings(seed000, finding_rows({**means, "rs_itr0": -150.0}, (-100.0, -300.0)))[claim] is True
     # Not measured yet: a row without a mean, or no random-policy return at all.
-    assert reproduce.check_findings(seed000, finding_rows({**means, "rs_nodelta_itr0": None})) == {claim: None}
-    assert reproduce.check_findings(seed000, finding_rows(means, ())) == {claim: None}
+    assert reproduce.check_findings(seed000, finding_rows({**means, "rs_nodelta_itr0": None}))[claim] is None
+    assert reproduce.check_findings(seed000, finding_rows(means, ()))[claim] is None
     assert reproduce.check_findings(reproduce.SEED001, finding_rows({**SEED001_MEANS, "cem": None})) == dict.fromkeys(
         SEED001_CLAIMS
     )
@@ -251,3 +253,136 @@ def test_configs_follow_seed_001():
     # The ablations are overrides named in the CEM config's comment.
     text = (CONFIGS / "state_halfcheetah_cem.yaml").read_text()
     assert "planner.horizon=1" in text and "planner.candidates=50" in text
+
+
+SEED000_MEANS = {
+    "rs_itr0": 300.0, "rs_itr0_mse": 0.3, "rs_nodelta_itr0": 250.0, "rs_nodelta_itr0_mse": 0.4,
+    "rs_final": 1000.0, "rs_final_mse": 0.1, "rs_noagg_final": 500.0, "rs_noagg_final_mse": 0.2,
+    "rs_nodelta_final": 800.0, "bptt": -100.0, "guided": 1500.0, "dagger": 200.0,
+    "rs_act_ms": 50.0, "guided_act_ms": 55.0, "bptt_act_ms": 0.5, "dagger_act_ms": 0.5,
+}
+SEED000_CLAIMS = [
+    "rs_itr0 > random policy",
+    "aggregation lowers the DynamicsMSE (Fig. 2)",
+    "delta normalisation helps (Fig. 5)",
+    "bptt below rs (Fig. 6: noisy and poor)",
+    "bptt acts 10x faster than rs or more (section 4)",
+    "guided > rs (Fig. 7: much improved)",
+    "dagger below rs (section 6: too little exploration)",
+]
+
+
+@pytest.mark.parametrize(
+    "change, broken",
+    [
+        ({}, None),  # the seed's findings, all of them
+        ({"rs_itr0": -400.0}, 0),
+        ({"rs_final_mse": 0.3}, 1),  # aggregation worse than none
+        ({"rs_nodelta_final": 1100.0}, 2),
+        ({"bptt": 1100.0}, 3),
+        ({"bptt_act_ms": 6.0}, 4),  # only 8x faster
+        ({"guided": 900.0}, 5),
+        ({"dagger": 1200.0}, 6),
+    ],
+)
+def test_seed000_findings_on_means_with_known_answers(change, broken):
+    """Each of seed 000's findings fails exactly when the means it compares say otherwise."""
+    found = reproduce.check_findings(reproduce.SEED000, finding_rows({**SEED000_MEANS, **change}))
+    assert found == {claim: i != broken for i, claim in enumerate(SEED000_CLAIMS)}
+
+
+def test_seed000_scales_follow_the_seed():
+    """full: the seed's settings over 15 on-policy iterations (its iteration 0 as before: 1172 training steps on
+    the 10,000 random transitions); lite: shorter episodes, 6 iterations, 3 seeds; each run's own setting."""
+    table = reproduce.SEED000
+    assert [run.name for run in table.runs] == ["rs", "rs_nodelta", "rs_noagg", "bptt", "guided", "dagger"]
+    assert [(scale.name, scale.seeds) for scale in table.scales] == [
+        ("full", (0, 1, 2)), ("lite", (0, 1, 2)), ("smoke", (0,))
+    ]
+    for scale, episode, iterations in (("full", 1000, 15), ("lite", 250, 6)):
+        planned = {trial.name: cfg for trial, cfg in reproduce.plan_trials(table, scale, table.runs, [0], "cpu", [])}
+        for cfg in planned.values():
+            assert (cfg.env.id, cfg.env.episode_length, cfg.train.iterations) == ("cheetah-cs285", episode, iterations)
+            assert (cfg.planner.kind, cfg.model.ensemble_size, cfg.env.num_envs) == ("rs", 1, 10)
+            assert cfg.train.keep_mse_data and cfg.train.collect_after_last and cfg.train.eval_episodes in (0, 5)
+        assert {name: cfg.policy.kind for name, cfg in planned.items()} == {
+            "rs_seed0": "none", "rs_nodelta_seed0": "none", "rs_noagg_seed0": "none",
+            "bptt_seed0": "bptt", "guided_seed0": "guided", "dagger_seed0": "dagger",
+        }
+        assert not planned["rs_noagg_seed0"].train.aggregate and planned["rs_seed0"].train.aggregate
+        assert not planned["rs_nodelta_seed0"].model.delta_norm and planned["rs_seed0"].model.delta_norm
+        bptt = planned["bptt_seed0"].policy
+        assert (bptt.hidden_size, bptt.num_layers, bptt.horizon, bptt.batch_size) == (32, 2, 50, 512)
+        rs = planned["rs_seed0"]
+        if scale == "full":
+            assert (rs.model.hidden_size, rs.planner.candidates, rs.train.epochs) == (500, 1000, 60)
+            assert math.ceil(rs.train.epochs * 10 * 1000 / rs.train.batch_size) == 1172
+        else:
+            assert (rs.model.hidden_size, rs.planner.candidates, rs.train.epochs, rs.train.train_steps) == (
+                250, 250, 0, 500
+            )
+
+
+def test_run_folder_from_before_the_policy_section_is_accepted(tmp_path):
+    """A run folder saved before the policy section (and train.aggregate, train.epochs) existed is the same run as a
+    policy.kind=none one, so a table resumes it; a saved bptt run is not."""
+    from worldmodel.config import save_config, to_dict
+
+    cfg = load_config(StateAgentConfig, CONFIGS / "state_halfcheetah_rs.yaml")
+    logdir = tmp_path / "rs_seed0"
+    logdir.mkdir()
+    old = to_dict(cfg)
+    del old["policy"], old["train"]["aggregate"], old["train"]["epochs"]
+    (logdir / "config.yaml").write_text(yaml.safe_dump(old))
+    reproduce.check_run_folder(logdir, cfg)  # no error
+    bptt = load_config(StateAgentConfig, CONFIGS / "state_halfcheetah_rs.yaml", ["policy.kind=bptt"])
+    save_config(bptt, logdir / "config.yaml")
+    with pytest.raises(reproduce.UserError, match="differs in: policy"):
+        reproduce.check_run_folder(logdir, cfg)
+
+
+@pytest.mark.slow
+def test_seed000_smoke_writes_every_row_and_figure(tmp_path):
+    """reproduce.py seed000 --scale smoke: all six runs, every row (the iteration-0 ones and the new ones) read from
+    their metrics, and one PNG per figure, each linked from table.md."""
+    out = tmp_path / "seed000"
+    assert call("seed000", "--scale", "smoke", "--out", str(out)) == 0
+    table = json.loads((out / "table.json").read_text())
+    rows = {row["name"]: row for row in table["rows"]}
+    assert list(rows) == [row.name for row in reproduce.SEED000.rows]
+    assert {"bptt", "guided", "dagger", "rs_itr0", "rs_itr0_mse", "rs_nodelta_itr0", "rs_nodelta_itr0_mse"} <= set(rows)
+    for spec in reproduce.SEED000.rows:
+        logged = [json.loads(line) for line in (out / f"{spec.run}_seed0" / "metrics.jsonl").read_text().splitlines()]
+        assert [r["Iteration"] for r in logged] == [0, 1]
+        expected = logged[0 if spec.iteration == 0 else -1][spec.metric]
+        assert rows[spec.name]["values"] == [expected], spec.name
+    assert rows["rs_itr0"]["reference"] == 317.0 and rows["rs_itr0_mse"]["reference"] == 0.291
+    figures = [f"{curves.name}.png" for curves in reproduce.SEED000.curves]
+    assert table["figures"] == figures and len(figures) == 7
+    text = (out / "table.md").read_text()
+    for name in ["returns.png", *figures]:
+        assert (out / name).read_bytes()[:4] == b"\x89PNG", name
+        assert f"]({name})" in text, name
+    assert set(table["findings"]) == set(SEED000_CLAIMS)
+
+
+def test_curves_read_each_iteration_of_each_seed_and_skip_runs_without_data(tmp_path):
+    """curve_points gathers a run's metric per iteration over the seeds that logged it; plot_curves draws the
+    figures some picked run has data for, and no others."""
+    from worldmodel.tables.results import curve_points, plot_curves
+    from worldmodel.tables.types import Curves, Run
+
+    logged = {0: [{"Iteration": 0, "DynamicsMSE": 1.0}, {"Iteration": 1, "DynamicsMSE": 0.5}],
+              1: [{"Iteration": 0, "DynamicsMSE": 3.0}, {"Iteration": 1}]}  # seed 1 logged no MSE at iteration 1
+    for seed, rows in logged.items():
+        (tmp_path / f"rs_seed{seed}").mkdir()
+        (tmp_path / f"rs_seed{seed}" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert curve_points(tmp_path, "rs", [0, 1], "DynamicsMSE") == {0: [1.0, 3.0], 1: [0.5]}
+    assert curve_points(tmp_path, "bptt", [0, 1], "DynamicsMSE") == {}
+    table = dataclasses.replace(
+        reproduce.SEED000,
+        curves=(Curves("mse", "MSE", ("rs", "bptt"), "DynamicsMSE"), Curves("none", "nothing", ("bptt",))),
+    )
+    assert plot_curves(tmp_path, table, (Run("rs"), Run("bptt")), [0, 1]) == [("MSE", "mse.png")]
+    assert (tmp_path / "mse.png").read_bytes()[:4] == b"\x89PNG" and not (tmp_path / "none.png").exists()
+    assert plot_curves(tmp_path, table, (Run("bptt"),), [0, 1]) == []  # rs not picked (--tasks)

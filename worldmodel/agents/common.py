@@ -22,6 +22,8 @@ class SavedPolicy(NamedTuple):
     device: torch.device
     generator: torch.Generator
     """Seeded with the run's seed: the planner's and the policy's random numbers."""
+    policy: dict[str, Any] | None
+    """The state agent's policy network (``policy.kind`` other than none): its weights and updates; else None."""
 
 
 def saved_policy(
@@ -37,4 +39,4 @@ def saved_policy(
     cfg = load_config(config_class, saved["config"], list(overrides))
     torch_device = resolve_device(device)
     generator = torch.Generator(device=torch_device).manual_seed(cfg.seed)
-    return SavedPolicy(cfg, saved["sizes"], saved["weights"], torch_device, generator)
+    return SavedPolicy(cfg, saved["sizes"], saved["weights"], torch_device, generator, saved.get("policy"))

@@ -325,7 +325,7 @@ def load_agent(
     ``overrides`` (``key.sub=value``) change the run's config before the agent is built, e.g. a larger
     planner. The returned policy's ``make_envs(num_envs=1, seed=0)`` builds the run's environment.
     """
-    cfg, sizes, weights, torch_device, generator = saved_policy(
+    cfg, sizes, weights, torch_device, generator, _ = saved_policy(
         run, policy_file, "pixels", PixelAgentConfig, device, overrides
     )
     action_size, image_shape = int(sizes["action_size"]), tuple(sizes["image_shape"])

@@ -4,6 +4,7 @@ batched ``planner.plan`` call per step.
 - ``StatePolicy``: CEM / random shooting on the dynamics ensemble, with the env's known reward and termination
   computed from the predicted states, or the ensemble's learned ones.
 - ``PixelPolicy``: filters each frame into the RSSM posterior, then plans with latent CEM.
+- ``NetworkPolicy``: the state agent's policy network acting alone, no planning (``policy.kind`` bptt, dagger).
 
 The training loops (``state_agent``, ``pixel_agent``) and ``load_agent`` build them.
 """
@@ -21,6 +22,7 @@ from worldmodel.envs.rewards import RewardFn
 from worldmodel.envs.terminations import TerminationFn
 from worldmodel.errors import UserError
 from worldmodel.models.dynamics import DynamicsEnsemble
+from worldmodel.models.policy import PolicyNetwork
 from worldmodel.models.world_model import RSSMState, WorldModel
 from worldmodel.planning import Planner
 from worldmodel.planning.compiled import compiled_call
@@ -46,11 +48,15 @@ class StatePolicy:
         reward_fn: RewardFn | None,
         termination_fn: TerminationFn | None,
         make_env: Callable[..., Any] | None = None,
+        guide: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         self.model = model
         self.planner = planner
         self.reward_fn = reward_fn
         self.termination_fn = termination_fn
+        self.guide = guide
+        """Policy-guided MPC: a policy on imagined states (E, R, S) -> (E, R, A) that takes every candidate's
+        actions after its first (``DynamicsEnsemble.imagine_returns``); None: the candidates' own."""
         self.make_env = make_env
         """``make_env(num_envs=1, render_mode=None)``: the gymnasium vector env this agent was trained on."""
         self.plan_seconds = 0.0
@@ -69,7 +75,8 @@ class StatePolicy:
 
     def objective(self, state: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         """The planner's objective from the states (B, S): actions (B, N, L, A) -> imagined returns (B, N)."""
-        return lambda actions: self.model.imagine_returns(state, actions, self.reward_fn, self.termination_fn)
+        guide = self.guide
+        return lambda actions: self.model.imagine_returns(state, actions, self.reward_fn, self.termination_fn, guide)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
@@ -79,6 +86,60 @@ class StatePolicy:
         actions = plan[:, 0].cpu().numpy()  # the one host copy per env step, after planning
         self.plan_seconds += time.perf_counter() - started
         self.plan_calls += 1
+        return actions
+
+
+class NetworkPolicy:
+    """A policy network acting by itself (no planning), for B envs at once; a recurrent one keeps each env's
+    state. ``noise``: std of Gaussian noise added to its actions, as a fraction of the box's half-range
+    (exploration), drawn from ``generator``; the actions stay in the box.
+
+    >>> policy.reset()                         # at the start of episodes (the recurrent state starts afresh)
+    >>> actions = policy.act(obs)              # numpy (B, S) -> numpy (B, A)
+    >>> policy.keep(rows)                      # some episodes ended: the state rows of those going on
+    """
+
+    def __init__(
+        self,
+        net: PolicyNetwork,
+        *,
+        noise: float = 0.0,
+        generator: torch.Generator | None = None,
+        make_env: Callable[..., Any] | None = None,
+    ) -> None:
+        self.net = net
+        self.noise = noise
+        self.generator = generator
+        self.make_env = make_env
+        """``make_env(num_envs=1, render_mode=None)``: the gymnasium vector env this agent was trained on."""
+        self.state: torch.Tensor | None = None  # (K, B, H) for a recurrent net, else None
+        self.act_seconds = 0.0
+        self.act_calls = 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.net.low.device
+
+    def reset(self) -> None:
+        self.state = None
+
+    def keep(self, rows: np.ndarray) -> None:
+        """Only the envs at ``rows`` (positions in the last ``act`` call) play on: their recurrent state stays theirs."""
+        if self.state is not None:
+            self.state = self.state[:, torch.as_tensor(rows, dtype=torch.long, device=self.device)]
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)  # (B, S)
+        action, self.state = self.net(obs_t, self.state)  # (B, A)
+        if self.noise > 0:
+            half_range = (self.net.high - self.net.low) / 2  # (A,)
+            noise = torch.randn(action.shape, device=self.device, generator=self.generator)
+            action = torch.clamp(action + self.noise * half_range * noise, self.net.low, self.net.high)
+        actions = action.cpu().numpy()
+        self.act_seconds += time.perf_counter() - started
+        self.act_calls += 1
         return actions
 
 

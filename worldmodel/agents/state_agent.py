@@ -13,11 +13,16 @@ MPC in all N envs at once, planning for them in one batched call per step (``col
 measures the model on fresh random-policy transitions (``evaluate_dynamics_mse``) and logs one
 row. Everything a run needs to continue lives in ``StateRun``; the shared loop
 (``worldmodel.runner``, driven by ``STATE_SPEC``) checkpoints it after every iteration and on Ctrl-C.
+
+With ``policy.kind`` other than none a policy network joins the loop (seed 000's extensions,
+``worldmodel.agents.state_policies``): it trains after the ensemble every iteration, then guides MPC's
+imagined rollouts (guided) or acts in the envs instead of MPC (bptt, dagger; MPC labels dagger's states).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +32,8 @@ import torch
 
 from worldmodel import runner
 from worldmodel.agents.common import saved_policy
-from worldmodel.agents.policies import StatePolicy
+from worldmodel.agents.policies import NetworkPolicy, StatePolicy
+from worldmodel.agents.state_policies import make_learner, record_labels, train_policy
 from worldmodel.agents.state_config import StateAgentConfig, StateTrainConfig  # noqa: F401  (re-exported)
 from worldmodel.data.transitions import TransitionBuffer
 from worldmodel.envs.state import StateEnvSpec, make_state_envs, state_env_spec
@@ -57,25 +63,32 @@ class StateRun(runner.RunState):
         self.buffer = TransitionBuffer(spec.obs_size, spec.action_size, device=device)
         self.planner = build_planner(cfg, spec, device, self.generator)
         self.policy = build_policy(cfg, spec, self.model, self.planner)
+        self.learner = make_learner(cfg.policy, spec, device)  # None for policy.kind none
         self.iteration = 0  # iterations completed
         self.env_steps = 0
         self.random_return: float | None = None  # mean return of the iteration-0 random episodes
 
     def payload(self) -> dict[str, Any]:
+        policy = {} if self.learner is None else {"policy": self.learner.state_dict()}
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "buffer": self.buffer.state_dict(),
+            **policy,
         }
 
     def load_payload(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.buffer.load_state_dict(state["buffer"])
+        if self.learner is not None:
+            self.learner.load_state_dict(state["policy"])
+            self.policy.guide = self.learner.guide()
 
     def policy_state(self) -> dict[str, Any]:
         sizes = {"obs_size": self.spec.obs_size, "action_size": self.spec.action_size}
-        return {"sizes": sizes, "weights": self.model.state_dict()}  # the normalisers are buffers of the model
+        policy = {} if self.learner is None else {"policy": self.learner.policy_file_state()}
+        return {"sizes": sizes, "weights": self.model.state_dict(), **policy}  # the normalisers are buffers of the model
 
 
 def build_model(cfg: StateAgentConfig, spec: StateEnvSpec, device: torch.device) -> DynamicsEnsemble:
@@ -98,7 +111,9 @@ def build_planner(
     return make_planner(cfg.planner, low=low, high=high, generator=generator)
 
 
-def build_policy(cfg: StateAgentConfig, spec: StateEnvSpec, model: DynamicsEnsemble, planner: Planner, **kwargs):
+def build_policy(
+    cfg: StateAgentConfig, spec: StateEnvSpec, model: DynamicsEnsemble, planner: Planner, **kwargs
+) -> StatePolicy:
     """MPC with the env's known functions where the config says known, the model's learned heads elsewhere."""
     reward_fn = spec.reward_fn if cfg.model.reward == "known" else None
     known_end = cfg.model.termination == "known" and spec.terminates
@@ -118,19 +133,23 @@ def collect_random(run: StateRun) -> None:
     run.random_return = float(episodes.returns.mean())
 
 
-def add_data(run: StateRun, episodes: Episodes) -> None:
-    """Episodes join the data; env steps count the action repeats (agent steps x env.action_repeat)."""
-    episodes.add_to(run.buffer)
+def add_data(run: StateRun, episodes: Episodes, keep: bool = True) -> None:
+    """Episodes join the data (unless not ``keep``); env steps count the action repeats (agent steps x
+    env.action_repeat) of every episode played."""
+    if keep:
+        episodes.add_to(run.buffer)
     run.env_steps += episodes.steps * run.cfg.env.action_repeat
 
 
 def train_dynamics(run: StateRun) -> np.ndarray:
-    """Refit the normalisers, then ``train.train_steps`` Adam steps on all the data -> loss per step."""
+    """Refit the normalisers, then ``train.train_steps`` Adam steps (or ``train.epochs`` passes) on all the data
+    -> loss per step."""
     cfg, E = run.cfg.train, run.cfg.model.ensemble_size
     data = run.buffer.all()
     run.model.fit_normalizers(data["obs"], data["actions"], data["next_obs"], data["rewards"])
+    steps = cfg.train_steps if cfg.epochs == 0 else max(1, math.ceil(cfg.epochs * len(run.buffer) / cfg.batch_size))
     losses = []
-    for _ in progress(range(cfg.train_steps), desc="train dynamics", unit="step"):
+    for _ in progress(range(steps), desc="train dynamics", unit="step"):
         batch = run.buffer.sample(E, cfg.batch_size, run.generator)  # each field (E, B, ...)
         total, metrics = run.model.loss(
             batch["obs"], batch["actions"], batch["next_obs"], batch["rewards"], batch["terminated"]
@@ -142,30 +161,53 @@ def train_dynamics(run: StateRun) -> np.ndarray:
     return torch.stack(losses).cpu().numpy()  # one host copy for all the steps
 
 
-def collect_mpc(run: StateRun, episodes: int, desc: str) -> Episodes:
-    """MPC episodes in all envs at once; the caller decides whether they join the data."""
+def collect_mpc(run: StateRun, episodes: int, desc: str, actor: NetworkPolicy | None = None) -> Episodes:
+    """MPC episodes (or ``actor``'s, a policy network's) in all envs at once; the caller decides whether they
+    join the data."""
     if episodes == 0:
         return Episodes.empty(run.spec.obs_size, run.spec.action_size)
     # The policy is reset before every batch of episodes, not once: a warm start must not carry a plan
     # from one batch's last step to the next batch's first.
-    policy = run.policy
+    policy = run.policy if actor is None else actor
     return run_episodes(run.envs, policy.act, episodes, run.rng, desc, reset=policy.reset, keep=policy.keep)
 
 
-def collect_until(run: StateRun, collected: Episodes, steps: int, desc: str, policy=None) -> Episodes:
+def collect_until(run: StateRun, collected: Episodes, steps: int, desc: str, policy=None, actor=None) -> Episodes:
     """``collected`` and, while it holds fewer than ``steps`` steps, batches of env.num_envs more episodes with
-    ``policy`` (None: MPC)."""
+    ``policy`` (a function of the observations; None: MPC, or ``actor``)."""
     parts, B = [collected], run.cfg.env.num_envs
     while sum(part.steps for part in parts) < steps:
         more = f"{desc} (to {steps} steps)"
-        parts.append(collect_mpc(run, B, more) if policy is None else run_episodes(run.envs, policy, B, run.rng, more))
+        by_policy = policy is not None
+        parts.append(run_episodes(run.envs, policy, B, run.rng, more) if by_policy else collect_mpc(run, B, more, actor))
     return Episodes.concatenate(parts)
+
+
+def collect_iteration(run: StateRun, num_collect: int, desc: str) -> tuple[Episodes, Episodes, float]:
+    """An iteration's episodes: the ``num_collect`` (or more, to train.mpc_steps) that join the data and the
+    evaluation episodes that don't, and the milliseconds per ``act`` call (one step of all the envs playing).
+    MPC plays both in the same batched calls; a policy network (bptt, dagger) plays the first with exploration
+    noise and the others without."""
+    train, mpc = run.cfg.train, run.policy
+    if run.learner is None or not run.learner.acts:
+        collected, evaluated = collect_mpc(run, num_collect + train.eval_episodes, desc).split(num_collect)
+        if num_collect:
+            collected = collect_until(run, collected, train.mpc_steps, desc)
+        return collected, evaluated, 1000 * mpc.plan_seconds / max(mpc.plan_calls, 1)
+    net, desc = run.learner.net, desc.replace("MPC", run.cfg.policy.kind)
+    explore, greedy = NetworkPolicy(net, noise=run.cfg.policy.noise, generator=run.generator), NetworkPolicy(net)
+    collected = collect_mpc(run, num_collect, desc, explore)
+    if num_collect:
+        collected = collect_until(run, collected, train.mpc_steps, desc, actor=explore)
+    evaluated = collect_mpc(run, train.eval_episodes, f"{desc} evaluation", greedy)
+    seconds, calls = explore.act_seconds + greedy.act_seconds, explore.act_calls + greedy.act_calls
+    return collected, evaluated, 1000 * seconds / max(calls, 1)
 
 
 @torch.no_grad()
 def evaluate_dynamics_mse(run: StateRun) -> float:
     """Unnormalised next-state MSE, averaged over members, on fresh random-policy transitions
-    the model has not trained on (seed 000); they join the data afterwards if keep_mse_data."""
+    the model has not trained on (seed 000); they join the data afterwards if keep_mse_data (and aggregate)."""
     policy = random_policy(run.spec, run.rng)
     episodes = run_episodes(run.envs, policy, run.cfg.train.mse_episodes, run.rng, "fresh random")
     E, n = run.model.ensemble_size, episodes.steps
@@ -173,7 +215,7 @@ def evaluate_dynamics_mse(run: StateRun) -> float:
     actions = torch.as_tensor(episodes.actions, device=run.device).expand(E, n, -1)  # (E, n, A)
     next_obs = torch.as_tensor(episodes.next_obs, device=run.device)  # (n, S), broadcast over members
     mse = float((run.model.predict(obs, actions) - next_obs).square().mean())
-    if run.cfg.train.keep_mse_data:
+    if run.cfg.train.keep_mse_data and run.cfg.train.aggregate:
         add_data(run, episodes)
     return mse
 
@@ -217,27 +259,31 @@ def iterate(run: StateRun, logger: Logger, logdir: Path) -> dict[str, Any]:
     curve = logdir / f"itr_{run.iteration}_loss_curve.png"
     save_loss_curve(losses, curve, run.iteration)
     logger.image("model/loss_curve", curve, step=run.iteration)
+    policy_row = policy_iteration_start(run)
 
     last = run.iteration + 1 == train.iterations
     num_collect = train.mpc_episodes if (train.collect_after_last or not last) else 0
     started = time.perf_counter()
     run.policy.plan_seconds, run.policy.plan_calls = 0.0, 0
-    desc = f"iteration {run.iteration} MPC"
-    collected, evaluated = collect_mpc(run, num_collect + train.eval_episodes, desc).split(num_collect)
-    if num_collect:
-        collected = collect_until(run, collected, train.mpc_steps, desc)
+    collected, evaluated, act_ms = collect_iteration(run, num_collect, f"iteration {run.iteration} MPC")
     collect_time = time.perf_counter() - started
     acted_steps = collected.steps + evaluated.steps
-    add_data(run, collected)
+    add_data(run, collected, keep=train.aggregate)
+    if run.learner is not None and run.learner.imitates:
+        started = time.perf_counter()
+        record_labels(run, collected.obs, collected.actions)
+        policy_row["policy/label_time"] = time.perf_counter() - started
     mse = evaluate_dynamics_mse(run)
 
     reported = evaluated if train.eval_episodes > 0 else collected
     row: dict[str, Any] = {"Iteration": run.iteration, **return_stats(reported.returns), "DynamicsMSE": mse}
     # env_steps (the pixel agent's name) and EnvSteps (the seeds'): every row of both agents has env_steps.
     row.update(env_steps=run.env_steps, EnvSteps=run.env_steps, TrainTime=train_time, CollectTime=collect_time)
-    row.update({"RandomReturn": run.random_return, "model/loss": float(losses[-1])})
+    row.update({"RandomReturn": run.random_return, "model/loss": float(losses[-1]), **policy_row})
     if acted_steps:
-        row["planner/ms"] = 1000 * run.policy.plan_seconds / max(run.policy.plan_calls, 1)
+        if run.policy.plan_calls:
+            row["planner/ms"] = 1000 * run.policy.plan_seconds / run.policy.plan_calls
+        row["act_ms"] = act_ms
         row["steps_per_second"] = acted_steps / collect_time
         row["EpisodeLength"] = float(reported.lengths.mean()) if len(reported.lengths) else None
     if train.video_every and ((run.iteration + 1) % train.video_every == 0 or last):
@@ -251,6 +297,15 @@ def iterate(run: StateRun, logger: Logger, logdir: Path) -> dict[str, Any]:
     print(summary_line(row), flush=True)
     run.iteration += 1
     return row
+
+
+def policy_iteration_start(run: StateRun) -> dict[str, Any]:
+    """The policy network's training of this iteration, after the ensemble's -> its metrics row entries."""
+    if run.learner is None:
+        return {}
+    started = time.perf_counter()
+    row = train_policy(run)
+    return {**row, "policy/train_time": time.perf_counter() - started}
 
 
 def summary_line(row: dict[str, Any]) -> str:
@@ -320,14 +375,18 @@ def main(
     return runner.train(STATE_SPEC, config_path, overrides, logdir, resume)
 
 
-def load_agent(run: str | Path, policy_file: str | Path | None = None, device: str = "auto") -> StatePolicy:
+def load_agent(
+    run: str | Path, policy_file: str | Path | None = None, device: str = "auto"
+) -> StatePolicy | NetworkPolicy:
     """A trained state agent from a run folder's ``policy.pt`` (or the ``policy_file`` given, which may lie
-    anywhere), ready to act. Reads nothing else: neither the data nor the training checkpoint.
+    anywhere), ready to act: MPC (guided by its policy network for policy.kind guided), or the policy network
+    alone, without planning (bptt, dagger). Reads nothing else: neither the data nor the training checkpoint.
 
     The returned policy's ``make_env(num_envs=1, render_mode=None)`` builds the run's vector env
     (``render_mode="rgb_array"`` for videos).
     """
-    cfg, sizes, weights, torch_device, generator = saved_policy(run, policy_file, "state", StateAgentConfig, device)
+    saved = saved_policy(run, policy_file, "state", StateAgentConfig, device)
+    cfg, sizes, weights, torch_device, generator, saved_net = saved
     spec = state_env_spec(cfg.env.id, action_repeat=cfg.env.action_repeat)
     if (spec.obs_size, spec.action_size) != (sizes["obs_size"], sizes["action_size"]):
         raise UserError(
@@ -340,4 +399,11 @@ def load_agent(run: str | Path, policy_file: str | Path | None = None, device: s
     def make_env(num_envs: int = 1, render_mode: str | None = None):
         return make_state_envs(dataclasses.replace(cfg.env, num_envs=num_envs), render_mode=render_mode)
 
-    return build_policy(cfg, spec, model, planner, make_env=make_env)
+    learner = make_learner(cfg.policy, spec, torch_device)
+    if learner is None:
+        return build_policy(cfg, spec, model, planner, make_env=make_env)
+    learner.net.load_state_dict(saved_net["weights"])
+    learner.updates = saved_net["updates"]
+    if learner.acts:
+        return NetworkPolicy(learner.net, make_env=make_env)
+    return build_policy(cfg, spec, model, planner, make_env=make_env, guide=learner.guide())

@@ -19,6 +19,9 @@ class StateTrainConfig:
     """On-policy iterations; each trains the ensemble on all data, then collects with MPC."""
     train_steps: int = 1000
     """Gradient steps on all the data gathered so far, every iteration (the homework: 1500)."""
+    epochs: float = 0.0
+    """0: train_steps gradient steps every iteration. > 0: this many passes over all the data instead,
+    ceil(epochs x transitions / batch_size) steps, so training grows with the data (seed 000: 60 epochs)."""
     batch_size: int = 512
     """Transitions per member per gradient step."""
     random_episodes: int = 8
@@ -38,6 +41,10 @@ class StateTrainConfig:
     """Fresh random-policy episodes per iteration on which DynamicsMSE is measured."""
     keep_mse_data: bool = True
     """Add those random transitions to the data after measuring (seed 000 does)."""
+    aggregate: bool = True
+    """Add each iteration's collected episodes to the data (on-policy aggregation). false: the data stays
+    iteration 0's random episodes, the DynamicsMSE episodes joining neither (seed 000's runs without
+    aggregation, its Figs. 2-4); the env steps still count the episodes played."""
     collect_after_last: bool = True
     """Collect mpc_episodes after the last training too. The homework trains, then collects, so its last
     iteration's training is followed by evaluation only: false. Without evaluation episodes the last
@@ -57,6 +64,48 @@ class StateTrainConfig:
         check(self.mpc_steps >= 0, f"train.mpc_steps must be >= 0, got {self.mpc_steps}")
         check(self.random_steps >= 0, f"train.random_steps must be >= 0, got {self.random_steps}")
         check(self.video_every >= 0, f"train.video_every must be >= 0, got {self.video_every}")
+        check(self.epochs >= 0, f"train.epochs must be >= 0, got {self.epochs}")
+
+
+@dataclass
+class PolicyConfig:
+    """A policy network beside the dynamics ensemble (seed 000, sections 4-6; worldmodel/agents/state_policies.py).
+    Off by default: kind none builds nothing and draws no random number."""
+
+    kind: Literal["none", "guided", "bptt", "dagger"] = "none"
+    """none: MPC alone. guided: policy-guided MPC, an MLP trained every iteration to imitate MPC's executed
+    actions, and the planner's candidates take its actions after their first step (seed 000 section 5). bptt: a
+    GRU policy trained by backpropagating the reward through the frozen ensemble acts without planning
+    (section 4). dagger: an MLP acts (with exploration noise), MPC labels the states it visited, the MLP trains
+    on the labels (section 6)."""
+    hidden_size: int = 64
+    """Units per hidden layer (MLP) or per GRU cell (bptt; seed 000: 32)."""
+    num_layers: int = 2
+    """Hidden ReLU layers (MLP) or stacked GRU cells (bptt; seed 000: 2)."""
+    learning_rate: float = 1e-3
+    """Adam step size (seed 000's BPTT: 1e-5, and it tried up to 1e-3)."""
+    train_steps: int = 500
+    """Gradient steps every iteration, after the ensemble's training."""
+    batch_size: int = 512
+    """Labelled states (guided, dagger) or BPTT start states per gradient step."""
+    horizon: int = 50
+    """bptt: H, steps of each imagined segment the reward is backpropagated through (seed 000: 50)."""
+    grad_clip: float = 10.0
+    """Clip the policy's gradient to this global norm (BPTT's gradients through long rollouts explode); 0: off."""
+    noise: float = 0.1
+    """bptt, dagger: std of the Gaussian noise added to the policy's actions in the collected episodes, as a
+    fraction of the action box's half-range (the evaluation episodes act without it); 0: none."""
+    label_batch: int = 100
+    """dagger: states MPC labels in one planner call."""
+
+    def __post_init__(self) -> None:
+        names = ("hidden_size", "num_layers", "train_steps", "batch_size", "horizon", "label_batch")
+        for name in names:
+            value = getattr(self, name)
+            check(value >= 1, f"policy.{name} must be >= 1, got {value}")
+        check(self.learning_rate > 0, f"policy.learning_rate must be > 0, got {self.learning_rate}")
+        check(self.grad_clip >= 0, f"policy.grad_clip must be >= 0, got {self.grad_clip}")
+        check(self.noise >= 0, f"policy.noise must be >= 0, got {self.noise}")
 
 
 def cpu_default_env() -> StateEnvConfig:
@@ -96,6 +145,8 @@ class StateAgentConfig:
     """MPC (homework: 1000 candidates, horizon 15, CEM 4 iterations, 5 elites)."""
     train: StateTrainConfig = field(default_factory=StateTrainConfig)
     """Loop sizes: iterations, gradient steps and episodes per phase (homework: 1500 steps of 512)."""
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """A policy network guiding MPC, or acting instead of it (seed 000's extensions); kind none: off."""
     logger: Literal["wandb", "none"] = "wandb"
     """wandb (offline by default) and metrics.jsonl, or metrics.jsonl only."""
     wandb: WandbConfig = field(default_factory=WandbConfig)

@@ -20,7 +20,7 @@ is one network whose every output sees the same input.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -199,6 +199,11 @@ class DynamicsEnsemble(nn.Module):
     def predict_heads(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """(E, B, S), (E, B, A) -> next observations (E, B, S), the learned reward (E, B) and the learned
         probability of termination (E, B) (None for a head the model does not have)."""
+        return self.heads(obs, actions)
+
+    def heads(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """``predict_heads`` with autograd: gradients flow to the inputs (a BPTT policy's actions through
+        the ensemble; ``worldmodel.agents.state_policies``)."""
         x = self.input_norm.normalize(self.model_input(obs, actions))  # (E, B, in)
         out = self.mlp(x)
         next_obs = obs + self.target_norm.denormalize(out[..., : self.obs_size])
@@ -217,6 +222,7 @@ class DynamicsEnsemble(nn.Module):
         actions: Tensor,
         reward_fn: RewardFn | None = None,
         termination_fn: TerminationFn | None = None,
+        guide: Callable[[Tensor], Tensor] | None = None,
     ) -> Tensor:
         """Predicted returns of action sequences, averaged over members: (B, S), (B, N, L, A) -> (B, N).
 
@@ -229,6 +235,10 @@ class DynamicsEnsemble(nn.Module):
         so the rollout is never stored. No host sync: this is the planner's objective. On a CPU the
         B*N rollouts run in chunks of ``worldmodel.cpu.CPU_CHUNK_ROWS``, so each member's activations stay in cache
         (one big batch of 15 envs x 1000 candidates ran at half the speed of chunks of 2000 rows).
+
+        ``guide`` (policy-guided MPC, seed 000 section 5): a policy, imagined states (E, R, S) -> actions (E, R, A);
+        each sequence's first action is its own and every later one is the guide's on that member's imagined
+        state, so only ``actions[:, :, 0]`` matters.
         """
         assert reward_fn is not None or self.learn_reward, "no reward: pass reward_fn or learn the reward"
         B, N, L, A = actions.shape
@@ -237,15 +247,22 @@ class DynamicsEnsemble(nn.Module):
         state = obs[:, None].expand(B, N, S).reshape(1, B * N, S)  # (1, B*N, S), broadcast over members at t=0
         mlp = self.mlp if self.plan_dtype == "float32" else self.mlp.low_precision(torch.bfloat16)
         returns = [
-            self._rollout_returns(state[:, rows], step_actions[:, rows], reward_fn, termination_fn, mlp)
+            self._rollout_returns(state[:, rows], step_actions[:, rows], reward_fn, termination_fn, mlp, guide)
             for rows in row_chunks(B * N, obs.device)
         ]  # each (E, rows)
         return torch.cat(returns, dim=1).mean(dim=0).view(B, N)
 
     def _rollout_returns(
-        self, state: Tensor, step_actions: Tensor, reward_fn: RewardFn | None, termination_fn: TerminationFn | None, mlp
+        self,
+        state: Tensor,
+        step_actions: Tensor,
+        reward_fn: RewardFn | None,
+        termination_fn: TerminationFn | None,
+        mlp,
+        guide: Callable[[Tensor], Tensor] | None = None,
     ) -> Tensor:
-        """Summed predicted rewards of each member, up to its termination: (1, R, S), (L, R, A) -> (E, R)."""
+        """Summed predicted rewards of each member, up to its termination: (1, R, S), (L, R, A) -> (E, R).
+        With a ``guide``, the actions after the first are its own on each member's state, (E, R, A)."""
         E, K, S = self.ensemble_size, len(self.model_input_dims), self.obs_size
         L, R, _ = step_actions.shape
         ends = termination_fn is not None or self.learn_termination
@@ -253,7 +270,7 @@ class DynamicsEnsemble(nn.Module):
         returns = state.new_zeros(E, R)  # (E, R)
         alive = torch.ones(E, R, dtype=torch.bool, device=state.device) if ends else None  # (E, R)
         for t in range(L):
-            action = step_actions[t]  # (R, A)
+            action = step_actions[t] if guide is None or t == 0 else guide(state)  # (R, A), guided (E, R, A)
             for start, source, length in self._spans:
                 x[..., start : start + length].copy_(state[..., source : source + length])
             x[..., K:].copy_(action)

@@ -1,6 +1,6 @@
 """A table's figures from its run folders: each row's value per seed (``row_value``), the rows with their
 mean and std over seeds beside the published columns (``build_table``), the source's findings checked on
-ours, table.md and returns.png.
+ours, table.md, returns.png and the source's figures redrawn (``plot_curves``: one PNG per ``Curves``).
 
 Where a row's figure is read (``row_value``): among a run's metrics rows that have the row's metric,
   - ``iteration=I``: the row of that iteration;
@@ -20,6 +20,7 @@ from worldmodel.errors import UserError
 from worldmodel.tables.types import Row, Run, Table
 
 DIGITS = {"AverageReturn": 1, "DynamicsMSE": 3}
+ITERATION = "Iteration"  # the state agent's progress key: the x axis of the curves
 
 
 class Reading(NamedTuple):
@@ -145,8 +146,10 @@ def markdown(
     scale: str,
     command: str,
     wall_s: float,
+    figures: tuple[tuple[str, str], ...] = (),
 ) -> str:
-    """table.md: ours beside the published columns; columns no row has a value for are left out."""
+    """table.md: ours beside the published columns; columns no row has a value for are left out; then
+    returns.png and the ``figures`` (title, file name) drawn."""
     within = any(r["within_run_std"] is not None for r in rows)
     random = any(r["random_policy_return"] is not None for r in rows)
     header = ["row", "ours: mean ± std over seeds", "seeds", "env steps"]
@@ -175,7 +178,8 @@ def markdown(
     note = table.scale(scale).note
     if note:
         lines += ["", note]
-    return "\n".join(lines) + "\n\n![AverageReturn per run](returns.png)\n"
+    images = [("AverageReturn per run", "returns.png"), *figures]
+    return "\n".join(lines) + "\n" + "".join(f"\n![{title}]({name})\n" for title, name in images)
 
 
 def plot(out: Path, runs: tuple[Run, ...], seeds: list[int]) -> Path:
@@ -198,3 +202,49 @@ def plot(out: Path, runs: tuple[Run, ...], seeds: list[int]) -> Path:
     if groups:
         plot_returns(groups, path)
     return path
+
+
+def curve_points(out: Path, run: str, seeds: list[int], metric: str) -> dict[int, list[float]]:
+    """Iteration -> the ``metric`` of each seed's run ``run`` at that iteration (the seeds that logged it)."""
+    points: dict[int, list[float]] = {}
+    for seed in seeds:
+        for row in read_rows(out / f"{run}_seed{seed}"):
+            if row.get(metric) is not None and row.get(ITERATION) is not None:
+                points.setdefault(int(row[ITERATION]), []).append(float(row[metric]))
+    return dict(sorted(points.items()))
+
+
+def plot_curves(out: Path, table: Table, runs: tuple[Run, ...], seeds: list[int]) -> list[tuple[str, str]]:
+    """Each of the table's ``Curves`` with any picked run that logged its metric, as ``out/<name>.png``: one curve
+    per run, the mean over seeds at each iteration with a ±1 std band -> (title, file name) of those drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.ticker import MaxNLocator
+
+    picked, drawn = {run.name for run in runs}, []
+    for curves in table.curves:
+        sign = -1.0 if curves.negate else 1.0
+        lines = {name: curve_points(out, name, seeds, curves.metric) for name in curves.runs if name in picked}
+        lines = {name: points for name, points in lines.items() if points}
+        if not lines:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, points in lines.items():
+            x = np.array(list(points))
+            mean = sign * np.array([np.mean(v) for v in points.values()])
+            std = np.array([np.std(v) for v in points.values()])
+            seeds_seen = max(len(v) for v in points.values())
+            ax.plot(x, mean, marker="o", label=f"{name} ({seeds_seen} seed{'s' * (seeds_seen > 1)})")
+            ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+        ylabel = f"cost (-{curves.metric})" if curves.negate else curves.metric
+        ax.set(title=curves.title, xlabel="iteration", ylabel=ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+        fig.savefig(out / f"{curves.name}.png", bbox_inches="tight")
+        plt.close(fig)
+        drawn.append((curves.title, f"{curves.name}.png"))
+    return drawn

@@ -5,7 +5,8 @@
 
 A run is trained once per seed (``DIR/<run>_seed<N>``); a row reads one metric of a run's metrics rows, at
 an iteration, at an env step count, or at its end (``worldmodel.tables.results.row_value``), and sits beside
-the published figures of the table's columns.
+the published figures of the table's columns. A table may also redraw the source's figures from its runs
+(``Curves``: a metric over the iterations).
 """
 
 from __future__ import annotations
@@ -77,6 +78,21 @@ class Row:
     """The scales whose table shows this row; None: all."""
 
 
+@dataclass(frozen=True)
+class Curves:
+    """One of the source's figures: a metric of some of the table's runs over their iterations, mean ± std over
+    the seeds, drawn as ``DIR/<name>.png`` (``worldmodel.tables.results.plot_curves``)."""
+
+    name: str
+    """The file's stem."""
+    title: str
+    runs: tuple[str, ...]
+    """The runs drawn, one curve each."""
+    metric: str = "AverageReturn"
+    negate: bool = False
+    """Draw minus the metric (seed 000's average cost, minus the return)."""
+
+
 Finding = tuple[str, Callable[[dict[str, float], float], bool]]
 """(claim, check(means by row name, the random policy's return))."""
 
@@ -96,6 +112,8 @@ class Table:
     rows: tuple[Row, ...]
     findings: tuple[Finding, ...] = field(default=())
     """The source's findings, checked on our means."""
+    curves: tuple[Curves, ...] = field(default=())
+    """The source's figures, redrawn from our runs (one PNG each)."""
 
     def scale(self, name: str) -> Scale:
         for scale in self.scales:
