@@ -3,6 +3,7 @@
   python train/agent.py --obs state                       # ensemble MPC on HalfCheetah-v5 (CPU default)
   python train/agent.py --obs state --config configs/state_halfcheetah_cem.yaml --env cheetah-cs285
   python train/agent.py --obs state planner.horizon=1     # any config field, dotted, anywhere on the line
+  python train/agent.py --obs state --config configs/state_mujoco.yaml --env Hopper-v5   # any MuJoCo body, 100k steps
   python train/agent.py --obs pixels --env dmc:cartpole-swingup
   python train/agent.py --config configs/pixels_planet.yaml --env dmc:walker-walk --device cuda   # PlaNet, any task
   python train/agent.py --resume runs/<run>              # continue a run (its config names its agent)
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--obs",
         choices=["state", "pixels"],
-        help="state: ensemble of MLPs on the simulator state with a known reward; "
+        help="state: ensemble of MLPs on the simulator state, the env's reward and termination known or learned; "
         "pixels: RSSM world model learned from 64x64 frames, CEM in latent space "
         "(default: the agent the config names, else state; with --resume the run's own)",
     )
