@@ -12,12 +12,22 @@ from worldmodel.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 STATE_CONFIGS = ["state_default.yaml", "state_smoke.yaml", "state_halfcheetah_rs.yaml", "state_halfcheetah_cem.yaml"]
+STATE_CONFIGS += ["state_mujoco.yaml", "state_dmc.yaml"]
 
 
 @pytest.mark.parametrize("name", STATE_CONFIGS)
 def test_shipped_configs_load(name):
     cfg = load_config(StateAgentConfig, CONFIGS / name)
     assert isinstance(cfg, StateAgentConfig)
+
+
+def test_body_presets_resolve_their_reward_and_termination():
+    mujoco = load_config(StateAgentConfig, CONFIGS / "state_mujoco.yaml", ["env.id=Hopper-v5"])
+    assert (mujoco.model.reward, mujoco.model.termination) == ("known", "known")
+    dmc = load_config(StateAgentConfig, CONFIGS / "state_dmc.yaml")
+    assert (dmc.env.id, dmc.env.action_repeat, dmc.model.reward, dmc.model.termination) == (
+        "dmc:cartpole-swingup", 8, "learned", "known"
+    )
 
 
 def test_default_yaml_equals_dataclass_defaults():
