@@ -4,10 +4,8 @@ resuming an interrupted one, and bad input refused before anything is written.""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,8 @@ from worldmodel.agents.state_agent import StateAgentConfig
 from worldmodel.config import load_config
 
 from resume_checks import without_timing  # tests/resume_checks.py
+
+from reproduce_script import call, reproduce  # tests/reproduce_script.py
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -36,21 +36,6 @@ TINY = [
     "train.eval_episodes=2",
     "logger=none",
 ]
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["reproduce"] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    return module
-
-
-reproduce = load_script()
-
-
-def call(*args: str) -> int:
-    return reproduce.main([*args, "--device", "cpu"])
 
 
 def metrics_text(out: Path) -> dict[str, str]:

@@ -4,10 +4,8 @@ figure is read."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,8 @@ from worldmodel.envs.pixels import resolved_action_repeat
 from worldmodel.tables import MUJOCO_TABLE, PLANET_TABLE
 from worldmodel.tables.results import row_value
 from worldmodel.tables.types import Row
+
+from reproduce_script import call, reproduce  # tests/reproduce_script.py
 
 ROOT = Path(__file__).resolve().parents[1]
 # PlaNet's action repeats (Hafner et al. 2019), as the issue gives them.
@@ -30,23 +30,6 @@ PUBLISHED_COLUMNS = ["PlaNet", "Dreamer", "DreamerV3"]
 # Ant-v5 here when it takes them all.
 MUJOCO_SMOKE_TASKS = ["HalfCheetah-v5", "Hopper-v5"]
 MUJOCO_TASKS = ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5"]
-
-
-def load_script():
-    if "reproduce" in sys.modules:  # tests/test_reproduce.py loaded it already
-        return sys.modules["reproduce"]
-    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["reproduce"] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    return module
-
-
-reproduce = load_script()
-
-
-def call(*args: str) -> int:
-    return reproduce.main([*args, "--device", "cpu"])
 
 
 def table_rows(out: Path) -> dict[str, dict]:
