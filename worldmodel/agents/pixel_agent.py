@@ -221,28 +221,52 @@ def iterate(run: PixelRun, logger: Logger, logdir: Path | None = None) -> None:
     train = run.cfg.train
     started, steps_before, episode_before = time.perf_counter(), run.env_steps, run.episode
     run.policy.plan_seconds, run.policy.plan_calls = 0.0, 0
+    clock = PhaseClock()
     metrics = update_model(run)
+    clock.lap("train")
     collected = collect(run)
+    clock.lap("collect")
     row: dict[str, Any] = {"episode": run.episode, "env_steps": run.env_steps, "train_steps": run.train_steps}
     row.update(metrics)
     row["train_return"] = float(collected.returns.mean())
     row["plan_ms"] = 1000 * run.policy.plan_seconds / max(run.policy.plan_calls, 1)
+    row["time_collect_plan_s"] = run.policy.plan_seconds
     heldout = heldout_recon_loss(run)
     if heldout is not None:
         row["heldout_recon_loss"] = heldout
     last = run.episode >= train.episodes
     media_due = last or crossed(episode_before, run.episode, train.media_every)
     eval_frames = None
+    clock.lap("heldout")
     if media_due or crossed(episode_before, run.episode, train.eval_every):
         row["AverageReturn"], eval_frames = evaluate(run)
+    clock.lap("eval")
     if media_due:
         log_media(run, logger, eval_frames)
+    clock.lap("media")
+    row.update(clock.row())
     seconds = time.perf_counter() - started
     run.elapsed += seconds
     row["wall_time"] = run.elapsed
     row["fps"] = (run.env_steps - steps_before) / seconds
     logger.log(row, step=run.env_steps)
     print(summary_line(row), flush=True)
+
+
+class PhaseClock:
+    """Seconds spent in each phase of an iteration, as ``time_<phase>_s`` row keys (where the wall time goes)."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self.last
+        self.last = now
+
+    def row(self) -> dict[str, float]:
+        return {f"time_{phase}_s": seconds for phase, seconds in self.seconds.items()}
 
 
 def summary_line(row: dict[str, Any]) -> str:
