@@ -24,7 +24,7 @@ from worldmodel.logging.logger import read_metrics
 
 # The keys of a metrics row that measure wall-clock time; every other key is a function of the seed.
 # State agent: TrainTime, CollectTime, planner/ms, act_ms, steps_per_second, wall_time, policy/train_time,
-# policy/label_time. Pixel agent: plan_ms, fps, wall_time.
+# policy/label_time. Pixel agent: plan_ms, fps, wall_time and the phase times time_<phase>_s.
 TIMING_KEYS = frozenset(
     {"wall_time", "TrainTime", "CollectTime", "planner/ms", "act_ms", "steps_per_second", "plan_ms", "fps"}
     | {"policy/train_time", "policy/label_time"}
@@ -46,7 +46,14 @@ def metric_lines(logdir: Path) -> list[str]:
 
 def without_timing(rows: list[dict[str, Any]], also: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """The rows less their wall-clock keys (and the keys in ``also``)."""
-    return [{k: v for k, v in row.items() if k not in TIMING_KEYS | also} for row in rows]
+    return [
+        {k: v for k, v in row.items() if k not in TIMING_KEYS | also and not is_phase_time(k)} for row in rows
+    ]
+
+
+def is_phase_time(key: str) -> bool:
+    """The pixel agent's ``time_<phase>_s`` keys: seconds of wall clock, as the keys above."""
+    return key.startswith("time_") and key.endswith("_s")
 
 
 @dataclass

@@ -62,6 +62,13 @@ def test_smoke_run_writes_config_metrics_media_and_learns(smoke_run):
         for key in ("env_steps", "episode", "recon_loss", "reward_loss", "kl_loss", "wall_time", "fps"):
             assert key in row and row[key] is not None, (key, row)
         assert "heldout_recon_loss" in row
+        phases = {key: row[key] for key in row if key.startswith("time_") and key.endswith("_s")}
+        assert {"time_train_s", "time_collect_s", "time_collect_plan_s", "time_eval_s", "time_media_s"} <= set(phases)
+        assert all(seconds >= 0 for seconds in phases.values()), phases
+        assert phases["time_collect_plan_s"] <= phases["time_collect_s"]
+    # The phases cover an iteration: their sum (less planning, a part of collecting) is its wall time.
+    covered = sum(v for k, v in rows[1].items() if k.startswith("time_") and k != "time_collect_plan_s")
+    assert covered == pytest.approx(rows[1]["wall_time"] - rows[0]["wall_time"], rel=0.05)
     assert any("AverageReturn" in row for row in rows)
     assert rows[1]["env_steps"] > rows[0]["env_steps"] > 0
     assert rows[1]["recon_loss"] < 0.8 * rows[0]["recon_loss"]
