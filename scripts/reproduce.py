@@ -20,8 +20,8 @@ Tables (worldmodel/tables/; each declares its scales, the first the default):
   planet   the pixel agent on PlaNet's six DeepMind Control tasks at their PlaNet action repeats, evaluation
            return at 100k env steps (and 500k at --scale gpu) beside PlaNet, Dreamer and DreamerV3. Scales cpu
            (configs/pixels_cartpole_100k_cpu.yaml; on every task but cartpole-swingup with 2 envs at once and 90
-           gradient steps an episode; iCEM on finger-spin; seed 0; RESULTS.md has its times), gpu (configs/pixels_planet.yaml to 500k env steps, seeds 0 1 2) and
-           smoke (tests).
+           gradient steps an episode; iCEM on finger-spin; seed 0; RESULTS.md has its times), gpu
+           (configs/pixels_planet.yaml to 500k env steps, seeds 0 1 2) and smoke (tests).
   mujoco   the state agent (configs/state_mujoco.yaml) on HalfCheetah, Hopper, Walker2d and Ant v5,
            AverageReturn at 100k env steps beside MBBL's PETS-CEM. Scales cpu, gpu (seeds 0 1 2) and smoke.
 --tasks picks some of a table's runs (default: all, in the table's order); its rows on other runs are left out.

@@ -121,8 +121,9 @@ def test_planet_smoke_all_six_tasks(two_tasks, tmp_path):
 )
 def test_planet_presets_run_each_task_at_its_action_repeat(scale, episodes, config):
     """cpu: the CPU cartpole preset on every task to 100k env steps, 2 envs at once and 90 gradient steps an
-    episode (cartpole-swingup: the preset's own 1 env and 70 steps; finger-spin plans with iCEM); gpu: PlaNet's sizes to 500k, evaluated at 100k and 500k. Episodes are 1000 env steps whatever the
-    repeat (1000 / R agent steps)."""
+    episode (cartpole-swingup: the preset's own 1 env and 70 steps; finger-spin plans with iCEM); gpu: PlaNet's
+    sizes to 500k, evaluated at 100k and 500k. Episodes are 1000 env steps whatever the repeat (1000 / R agent
+    steps)."""
     planned = reproduce.plan_trials(PLANET_TABLE, scale, PLANET_TABLE.runs, [0], "cpu", [])
     preset = load_config(PixelAgentConfig, ROOT / "configs" / config)
     assert [trial.name for trial, _ in planned] == [f"{task}_seed0" for task in PLANET_REPEAT]
