@@ -38,7 +38,8 @@ copy_metrics() {
     cp "$RUN_DIR/metrics.jsonl" "$OUT/seed0_metrics.jsonl" 2>/dev/null
     cp "$RUN_DIR/config.yaml" "$OUT/seed0_config.yaml" 2>/dev/null
 }
-(while sleep 30; do copy_metrics; done) &
+# Its own output away from ours: a `sleep` left behind by the kill below must not hold our stdout open.
+(while sleep 30; do copy_metrics; done) >/dev/null 2>&1 &
 copier=$!
 stamp "run: timeout $RUN_LIMIT $PYTHON train/agent.py --obs pixels --config $CONFIG --seed 0 --device $DEVICE logger=none --logdir $RUN_DIR --quiet $RUN_ARGS"
 # shellcheck disable=SC2086

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
+import os
+
+# Headless rendering, as `make test` sets it: mujoco reads MUJOCO_GL once, at its first import, and
+# the first test to import it may not be one that renders.
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 @pytest.fixture

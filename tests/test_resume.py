@@ -272,6 +272,27 @@ def test_a_second_signal_does_not_cut_the_interrupt_checkpoint_short(tmp_path, m
     assert len(saved) == 1
 
 
+def test_the_cli_handles_the_first_interrupt_only_however_soon_the_second_comes():
+    """Ctrl-C reaches a sweep's run and its Ray worker at once, and the worker then sends SIGTERM: the
+    second signal may land before the loop's ``except`` is reached, so the CLI's handler must already
+    ignore it. The first signal raises KeyboardInterrupt; SIGINT and SIGTERM after it do nothing."""
+    from worldmodel.cli import interrupt_once_on_sigint_or_sigterm
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        interrupt_once_on_sigint_or_sigterm()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs here
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # would raise here if either were still handled
+        assert signal.getsignal(signal.SIGINT) == signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def test_the_loop_says_how_long_is_left_after_the_first_iteration_and_every_tenth(tmp_path, monkeypatch, capsys):
     """A run prints its pace early, so a config too large for the machine shows it in minutes."""
 

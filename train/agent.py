@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from worldmodel.cli import build_parser, flag_overrides, interrupt_on_sigterm, main  # noqa: E402, F401
+from worldmodel.cli import build_parser, flag_overrides, interrupt_once_on_sigint_or_sigterm, main  # noqa: E402, F401
 
 if __name__ == "__main__":
-    interrupt_on_sigterm()
+    interrupt_once_on_sigint_or_sigterm()
     sys.exit(main())

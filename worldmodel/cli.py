@@ -120,13 +120,19 @@ def resolve_obs(args: argparse.Namespace) -> str:
     return choose_agent(args.obs, args.resume / "config.yaml" if args.resume is not None else args.config)
 
 
-def interrupt_on_sigterm() -> None:
-    """SIGTERM (a scheduler or a sweep stopping the run) checkpoints like Ctrl-C does."""
+def interrupt_once_on_sigint_or_sigterm() -> None:
+    """SIGTERM (a scheduler or a sweep stopping the run) checkpoints like Ctrl-C does. The first of
+    them is the one handled: the handler ignores both before it raises, so a second one (a sweep's
+    Ctrl-C reaches the run and its Ray worker, which then sends SIGTERM) cannot cut the
+    checkpoint short, however soon it comes."""
 
     def handler(signum, frame):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, handler)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,5 +150,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    interrupt_on_sigterm()
+    interrupt_once_on_sigint_or_sigterm()
     sys.exit(main())
