@@ -8,6 +8,7 @@
   python scripts/reproduce.py planet --scale cpu --tasks cartpole-swingup walker-walk --out runs/planet
   python scripts/reproduce.py planet --scale gpu --device cuda --out runs/planet_gpu   # 100k and 500k rows
   python scripts/reproduce.py mujoco --scale cpu --tasks HalfCheetah-v5 --out runs/mujoco
+  python scripts/reproduce.py planners --tasks cem_100 icem_25 mppi_25 --out runs/planners   # return per budget
   python scripts/reproduce.py seed001 --out runs/seed001 logger=none      # extra overrides for every run
 
 Tables (worldmodel/tables/; each declares its scales, the first the default):
@@ -24,6 +25,9 @@ Tables (worldmodel/tables/; each declares its scales, the first the default):
            (configs/pixels_planet.yaml to 500k env steps, seeds 0 1 2) and smoke (tests).
   mujoco   the state agent (configs/state_mujoco.yaml) on HalfCheetah, Hopper, Walker2d and Ant v5,
            AverageReturn at 100k env steps beside MBBL's PETS-CEM. Scales cpu, gpu (seeds 0 1 2) and smoke.
+  planners make run's HalfCheetah with random shooting, CEM, iCEM and MPPI at 25%, 50% and 100% of CEM 250 x 3's
+           750 sequences a planner call (runs rs_25 ... mppi_100): final AverageReturn, and budgets.png (return
+           against sequences a call). Scales cpu (seeds 0 1 2; 4-12 min a run on 2 cores) and smoke.
 --tasks picks some of a table's runs (default: all, in the table's order); its rows on other runs are left out.
 
 Each run is a normal run folder DIR/<run>_seed<N> (config.yaml, metrics.jsonl, checkpoint, ...), trained by
@@ -33,9 +37,9 @@ DIR/sweep.json records each run's status. Calling the command again skips finish
 unfinished ones from their checkpoint; a run whose process dies is resumed up to --max-retries times. At the
 end it writes DIR/table.md (ours: mean +- std over seeds, where each figure was read, beside the published
 columns), DIR/table.json and DIR/returns.png, and for seed000 one PNG per figure of the seed beside them
-(DIR/fig2_dynamics_mse.png, ...: curves over the iterations, mean ± std over seeds). worldmodel/tables/results.py
-says which metrics row a figure is read from (an iteration, the evaluation nearest below an env step count, or
-the last).
+(DIR/fig2_dynamics_mse.png, ...: curves over the iterations, mean ± std over seeds), and for planners
+DIR/budgets.png. worldmodel/tables/results.py says which metrics row a figure is read from (an iteration, the
+evaluation nearest below an env step count, or the last).
 
 seed001 --scale full is meant for a GPU: on 2 CPU cores it takes about 8.5 hours a seed
 (scripts/estimate_state_run.py: RS 3.7 h, CEM 4.2 h, H=1 and K=50 0.3 h each; RESULTS.md).
@@ -60,6 +64,7 @@ from worldmodel.tables.results import (  # noqa: E402
     check_findings,
     markdown,
     plot,
+    plot_budgets,
     plot_curves,
     read_rows,
 )
@@ -203,7 +208,7 @@ def reproduce(args: argparse.Namespace, command: str) -> None:
     runs_wall = sum((read_rows(out / trial.name) or [{}])[-1].get("wall_time", 0.0) for trial in trials)
     invocation_s = time.perf_counter() - started
     findings = check_findings(table, rows)
-    figures = plot_curves(out, table, runs, seeds)
+    figures = plot_curves(out, table, runs, seeds) + plot_budgets(out, table, runs, seeds)
     (out / "table.md").write_text(markdown(table, rows, findings, scale, command, runs_wall, tuple(figures)))
     result = {
         "table": table.name,

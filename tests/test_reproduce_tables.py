@@ -14,7 +14,7 @@ import pytest
 from worldmodel.agents.pixel_config import PixelAgentConfig
 from worldmodel.config import load_config
 from worldmodel.envs.pixels import resolved_action_repeat
-from worldmodel.tables import MUJOCO_TABLE, PLANET_TABLE
+from worldmodel.tables import MUJOCO_TABLE, PLANET_TABLE, PLANNERS_TABLE
 from worldmodel.tables.results import row_value
 from worldmodel.tables.types import Row
 
@@ -199,3 +199,35 @@ def test_mujoco_smoke(tmp_path):
         assert rows[task]["within_run_std"] == last["StdReturn"]
     assert rows["HalfCheetah-v5"]["published"] == {"MBBL PETS-CEM, 200k": {"mean": 2795.3, "std": 879.9}}
     assert rows["HalfCheetah-v5"]["reference"] == 2795.3
+
+
+def test_planners_labels_count_the_sequences_each_resolved_config_evaluates():
+    """The planners table's rows say how many sequences a call each planner evaluates: the resolved configs'."""
+    from worldmodel.agents.state_config import StateAgentConfig
+    from worldmodel.planning import sequences_per_call
+    from worldmodel.tables.planners import FULL, SEQUENCES, run_name
+
+    for (planner, percent), sequences in SEQUENCES.items():
+        run = next(r for r in PLANNERS_TABLE.runs if r.name == run_name(planner, percent))
+        cfg = load_config(StateAgentConfig, ROOT / "configs" / "state_default.yaml", list(run.overrides_at("cpu")))
+        assert cfg.planner.kind == planner
+        assert sequences_per_call(cfg.planner) == sequences
+        assert abs(sequences / FULL - percent / 100) < 0.02, (planner, percent, sequences)
+    assert sequences_per_call(load_config(StateAgentConfig, ROOT / "configs" / "state_default.yaml").planner) == FULL
+
+
+def test_planners_smoke_writes_the_rows_the_finding_and_the_budget_plot(tmp_path):
+    out = tmp_path / "planners"
+    tasks = ["cem_100", "icem_25"]
+    assert call("planners", "--scale", "smoke", "--tasks", *tasks, "--out", str(out)) == 0
+    rows = table_rows(out)
+    assert list(rows) == tasks
+    for task in tasks:
+        finals = [r["AverageReturn"] for r in metrics(out / f"{task}_seed0") if r.get("AverageReturn") is not None]
+        assert rows[task]["mean"] == finals[-1] and rows[task]["published"] == {}
+    result = json.loads((out / "table.json").read_text())
+    (claim, verdict), = result["findings"].items()
+    quarter = rows["icem_25"]["mean"]
+    assert "25%" in claim and verdict == (quarter >= rows["cem_100"]["mean"])
+    assert result["figures"] == ["budgets.png"] and (out / "budgets.png").stat().st_size > 0
+    assert "![final AverageReturn against planning budget" in (out / "table.md").read_text()

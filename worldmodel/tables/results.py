@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from worldmodel.errors import UserError
-from worldmodel.tables.types import Row, Run, Table
+from worldmodel.tables.types import Budgets, Row, Run, Table
 
 DIGITS = {"AverageReturn": 1, "DynamicsMSE": 3}
 ITERATION = "Iteration"  # the state agent's progress key: the x axis of the curves
@@ -68,7 +68,7 @@ def build_table(table: Table, out: Path, seeds: list[int], rows: tuple[Row, ...]
     """One result per row: ours over ``seeds`` (mean, std, values, where read) beside the published columns."""
     import numpy as np
 
-    first = table.columns[0].name
+    first = table.columns[0].name if table.columns else None  # a table of ours against ours has none
     results = []
     for row in rows:
         values, withins, steps, random_returns = [], [], [], []
@@ -248,3 +248,50 @@ def plot_curves(out: Path, table: Table, runs: tuple[Run, ...], seeds: list[int]
         plt.close(fig)
         drawn.append((curves.title, f"{curves.name}.png"))
     return drawn
+
+
+def final_returns(out: Path, run: str, seeds: list[int]) -> list[float]:
+    """The last ``AverageReturn`` of each seed's run ``run`` (the seeds that logged one)."""
+    finals = []
+    for seed in seeds:
+        rows = read_rows(out / f"{run}_seed{seed}")
+        finals += [row["AverageReturn"] for row in rows if row.get("AverageReturn") is not None][-1:]
+    return finals
+
+
+def plot_budget(out: Path, budgets: Budgets, picked: set[str], seeds: list[int]) -> bool:
+    """``out/<budgets.name>.png`` from the picked runs with a return -> whether it was drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    lines: dict[str, list[tuple[int, list[float]]]] = {}
+    for group, run, budget in budgets.points:
+        finals = final_returns(out, run, seeds) if run in picked else []
+        if finals:
+            lines.setdefault(group, []).append((budget, finals))
+    if not lines:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for group, points in lines.items():
+        points.sort()
+        x = np.array([budget for budget, _ in points])
+        mean = np.array([np.mean(finals) for _, finals in points])
+        std = np.array([np.std(finals) for _, finals in points])
+        seeds_seen = max(len(finals) for _, finals in points)
+        name = f"{group} ({seeds_seen} seed{'s' * (seeds_seen > 1)})"
+        ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=name)
+    ax.set(title=budgets.title, xlabel=budgets.xlabel, ylabel="final AverageReturn (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.savefig(out / f"{budgets.name}.png", bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
+def plot_budgets(out: Path, table: Table, runs: tuple[Run, ...], seeds: list[int]) -> list[tuple[str, str]]:
+    """Each of the table's ``Budgets`` with a picked run that has a return -> (title, file name) of those drawn."""
+    picked = {run.name for run in runs}
+    return [(b.title, f"{b.name}.png") for b in table.budgets if plot_budget(out, b, picked, seeds)]

@@ -93,6 +93,20 @@ class Curves:
     """Draw minus the metric (seed 000's average cost, minus the return)."""
 
 
+@dataclass(frozen=True)
+class Budgets:
+    """A table's runs as points of return against compute: each run's final ``AverageReturn`` (mean ± std over
+    the seeds) at x = its planning budget, one line per group, drawn as ``DIR/<name>.png``
+    (``worldmodel.tables.results.plot_budgets``)."""
+
+    name: str
+    """The file's stem."""
+    title: str
+    points: tuple[tuple[str, str, int], ...]
+    """(group, run, budget): the line a run belongs to and its x."""
+    xlabel: str = "action sequences a planner call (model rollouts per action)"
+
+
 Finding = tuple[str, Callable[[dict[str, float], float], bool]]
 """(claim, check(means by row name, the random policy's return))."""
 
@@ -114,6 +128,8 @@ class Table:
     """The source's findings, checked on our means."""
     curves: tuple[Curves, ...] = field(default=())
     """The source's figures, redrawn from our runs (one PNG each)."""
+    budgets: tuple[Budgets, ...] = field(default=())
+    """Return against planning budget (one PNG each)."""
 
     def scale(self, name: str) -> Scale:
         for scale in self.scales:
