@@ -265,3 +265,31 @@ def test_ctrl_c_stops_the_serial_backend_and_leaves_the_trial_resumable(tmp_path
     state = json.loads((tmp_path / "out" / "sweep.json").read_text())["trials"]
     assert {name: entry["status"] for name, entry in state.items()} == {"a": "done", "b": "interrupted", "c": "pending"}
     assert scripted.started == ["a", "b"]  # nothing starts after the Ctrl-C
+
+
+class StoppingTrial:
+    """A trial process told to stop: ``wait`` raises each of ``events`` in turn (an exception class) or returns."""
+
+    def __init__(self, *events):
+        self.events, self.waits, self.killed = list(events), 0, False
+
+    def wait(self, timeout=None):
+        self.waits += 1
+        event = self.events.pop(0)
+        if event is not None:
+            raise event(*(["trial", timeout] if event is subprocess.TimeoutExpired else []))
+        return 0
+
+    def kill(self):
+        self.killed = True
+
+
+def test_a_second_interrupt_does_not_cut_the_wait_for_the_trials_checkpoint():
+    from worldmodel.sweep import wait_for_checkpoint
+
+    trial = StoppingTrial(KeyboardInterrupt, KeyboardInterrupt, None)  # Ray's cancel twice, then the trial exits
+    wait_for_checkpoint(trial)
+    assert trial.waits == 3 and not trial.killed
+    slow = StoppingTrial(subprocess.TimeoutExpired)  # no exit within STOP_SECONDS: killed
+    wait_for_checkpoint(slow)
+    assert slow.killed

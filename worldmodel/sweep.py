@@ -172,11 +172,24 @@ def run_attempt(trial: Trial, out: str, attempt: int) -> int:
                     pass
         except KeyboardInterrupt:
             process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            wait_for_checkpoint(process)
             raise
+
+
+def wait_for_checkpoint(process: subprocess.Popen) -> None:
+    """Wait up to ``STOP_SECONDS`` for a trial told to stop to write its checkpoint and exit, then kill it.
+    A second interrupt (Ray's cancel after a Ctrl-C that reached this worker too) does not cut the wait
+    short: returning early would let the driver shut Ray down, and the trial with it, mid-checkpoint."""
+    deadline = time.monotonic() + STOP_SECONDS
+    while True:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            return
+        except KeyboardInterrupt:
+            continue
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return
 
 
 # ---- the driver -----------------------------------------------------------------------------
