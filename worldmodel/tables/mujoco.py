@@ -59,15 +59,17 @@ GPU = (
     "planner.horizon=30",
     "train.train_steps=2000",
 )
+STATE_SMOKE_SCALE = Scale(
+    "smoke",
+    seeds=(0,),
+    config="configs/state_smoke.yaml",
+    note="Smoke scale (tests): a few hundred env steps with a tiny model; the values say nothing about the method.",
+)
+"""The state tables' smoke scale (this one's and the planners table's)."""
 SCALES = (
     Scale("cpu", seeds=(0, 1, 2), config=CONFIG),
     Scale("gpu", seeds=(0, 1, 2), config=CONFIG, note="GPU scale: PETS-sized model and planner, run with --device cuda."),
-    Scale(
-        "smoke",
-        seeds=(0,),
-        config="configs/state_smoke.yaml",
-        note="Smoke scale (tests): a few hundred env steps with a tiny model; the values say nothing about the method.",
-    ),
+    STATE_SMOKE_SCALE,
 )
 
 MUJOCO_TABLE = Table(

@@ -16,6 +16,7 @@ Scales:
 
 from __future__ import annotations
 
+from worldmodel.tables.mujoco import STATE_SMOKE_SCALE
 from worldmodel.tables.types import Budgets, Row, Run, Scale, Table
 
 FULL = 750  # CEM 250 candidates x 3 iterations: make run's sequences per call
@@ -66,15 +67,7 @@ def reaches_cem_with_a_quarter(means: dict[str, float], random: float) -> bool:
     return max(quarter) >= means["cem_100"]
 
 
-SCALES = (
-    Scale("cpu", seeds=(0, 1, 2), config="configs/state_default.yaml"),
-    Scale(
-        "smoke",
-        seeds=(0,),
-        config="configs/state_smoke.yaml",
-        note="Smoke scale (tests): a few hundred env steps with a tiny model; the values say nothing about the method.",
-    ),
-)
+SCALES = (Scale("cpu", seeds=(0, 1, 2), config="configs/state_default.yaml"), STATE_SMOKE_SCALE)
 
 PLANNERS_TABLE = Table(
     name="planners",
