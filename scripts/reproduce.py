@@ -26,8 +26,9 @@ Tables (worldmodel/tables/; each declares its scales, the first the default):
   mujoco   the state agent (configs/state_mujoco.yaml) on HalfCheetah, Hopper, Walker2d and Ant v5,
            AverageReturn at 100k env steps beside MBBL's PETS-CEM. Scales cpu, gpu (seeds 0 1 2) and smoke.
   planners make run's HalfCheetah with random shooting, CEM, iCEM and MPPI at 25%, 50% and 100% of CEM 250 x 3's
-           750 sequences a planner call (runs rs_25 ... mppi_100): final AverageReturn, and budgets.png (return
-           against sequences a call). Scales cpu (seeds 0 1 2; 4-12 min a run on 2 cores) and smoke.
+           750 sequences a planner call (runs rs_25 ... mppi_100), and the reference CEM 1000 x 4 (cem_1000x4, 4000
+           sequences): final AverageReturn, and budgets.png (return against sequences a call). Scales cpu (seeds
+           0 1 2; 4-12 min a run on 2 cores, cem_1000x4 longer: RESULTS.md) and smoke.
 --tasks picks some of a table's runs (default: all, in the table's order); its rows on other runs are left out.
 
 Each run is a normal run folder DIR/<run>_seed<N> (config.yaml, metrics.jsonl, checkpoint, ...), trained by

@@ -205,7 +205,7 @@ def test_planners_labels_count_the_sequences_each_resolved_config_evaluates():
     """The planners table's rows say how many sequences a call each planner evaluates: the resolved configs'."""
     from worldmodel.agents.state_config import StateAgentConfig
     from worldmodel.planning import sequences_per_call
-    from worldmodel.tables.planners import FULL, SEQUENCES, run_name
+    from worldmodel.tables.planners import FULL, REFERENCE, REFERENCE_SEQUENCES, SEQUENCES, run_name
 
     for (planner, percent), sequences in SEQUENCES.items():
         run = next(r for r in PLANNERS_TABLE.runs if r.name == run_name(planner, percent))
@@ -214,6 +214,24 @@ def test_planners_labels_count_the_sequences_each_resolved_config_evaluates():
         assert sequences_per_call(cfg.planner) == sequences
         assert abs(sequences / FULL - percent / 100) < 0.02, (planner, percent, sequences)
     assert sequences_per_call(load_config(StateAgentConfig, ROOT / "configs" / "state_default.yaml").planner) == FULL
+    reference = next(r for r in PLANNERS_TABLE.runs if r.name == REFERENCE)
+    cfg = load_config(StateAgentConfig, ROOT / "configs" / "state_default.yaml", list(reference.overrides_at("cpu")))
+    assert (cfg.planner.kind, cfg.planner.candidates, cfg.planner.iterations) == ("cem", 1000, 4)
+    assert sequences_per_call(cfg.planner) == REFERENCE_SEQUENCES
+
+
+def test_planners_findings_compare_the_quarter_budgets_with_cem_and_with_the_reference():
+    """The two findings: a quarter-budget run at or above CEM 250 x 3; a run with at most 1000 sequences a call
+    at or above CEM 1000 x 4; unknown (KeyError -> None in the table) while the row they need is missing."""
+    from worldmodel.tables.planners import reaches_cem_with_a_quarter, reaches_reference_with_a_quarter
+
+    means = {"cem_100": 900.0, "mppi_25": 910.0, "icem_25": 850.0, "rs_100": 2000.0, "cem_1000x4": 905.0}
+    assert reaches_cem_with_a_quarter(means, 0.0)
+    assert reaches_reference_with_a_quarter(means, 0.0)  # mppi_25 (186) and cem_100 (750) count; rs_100 too
+    assert not reaches_reference_with_a_quarter({**means, "rs_100": 0.0, "mppi_25": 0.0, "cem_100": 0.0}, 0.0)
+    assert not reaches_cem_with_a_quarter({**means, "mppi_25": 0.0}, 0.0)
+    with pytest.raises(KeyError):
+        reaches_reference_with_a_quarter({"cem_100": 900.0}, 0.0)
 
 
 def test_planners_smoke_writes_the_rows_the_finding_and_the_budget_plot(tmp_path):
@@ -226,8 +244,9 @@ def test_planners_smoke_writes_the_rows_the_finding_and_the_budget_plot(tmp_path
         finals = [r["AverageReturn"] for r in metrics(out / f"{task}_seed0") if r.get("AverageReturn") is not None]
         assert rows[task]["mean"] == finals[-1] and rows[task]["published"] == {}
     result = json.loads((out / "table.json").read_text())
-    (claim, verdict), = result["findings"].items()
+    (claim, verdict), (reference_claim, unknown) = result["findings"].items()
     quarter = rows["icem_25"]["mean"]
-    assert "25%" in claim and verdict == (quarter >= rows["cem_100"]["mean"])
+    assert "CEM 250 x 3" in claim and "25%" in claim and verdict == (quarter >= rows["cem_100"]["mean"])
+    assert "CEM 1000 x 4" in reference_claim and unknown is None  # its run was not picked
     assert result["figures"] == ["budgets.png"] and (out / "budgets.png").stat().st_size > 0
     assert "![final AverageReturn against planning budget" in (out / "table.md").read_text()

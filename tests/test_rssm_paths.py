@@ -69,8 +69,8 @@ def test_every_path_computes_the_reference_step(sample: bool) -> None:
     weights = _Weights(rssm, head)
     steps = per_row.transpose(0, 1)  # (L, R, A)
     paths = {
-        "cpu": _rollout_returns(weights, rows.h, rows.z, steps, sample, torch.Generator().manual_seed(3)),
-        "stacked": _rollout_returns_stacked(weights, rows.h, rows.z, steps, sample, torch.Generator().manual_seed(3)),
+        "cpu": _rollout_returns(weights, rows.h, rows.z, steps, sample, torch.Generator().manual_seed(3))[0],
+        "stacked": _rollout_returns_stacked(weights, rows.h, rows.z, steps, sample, torch.Generator().manual_seed(3))[0],
         "imagined_returns": imagined_returns(rssm, head, start, actions, sample=sample,
                                              generator=torch.Generator().manual_seed(3)).reshape(R),
     }

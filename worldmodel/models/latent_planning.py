@@ -2,6 +2,7 @@
 candidate action sequence, rolled through the RSSM's prior with no autograd and nothing stored.
 
     returns = imagined_returns(rssm, reward_head, state, actions)   # state (B), actions (B, N, L, A) -> (B, N)
+    returns = imagined_returns(rssm, reward_head, state, actions, value_head=v, value_weight=discount**L)
 
 It computes exactly what ``RSSM.imagine`` followed by the reward head computes (tests/test_rssm_paths.py checks
 every path against that reference step), on the weights the RSSM's and the reward head's named accessors give;
@@ -32,7 +33,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
-from torch import Tensor
+from torch import Tensor, nn
 
 from worldmodel.cpu import row_chunks
 from worldmodel.models.reward_head import RewardHead
@@ -109,8 +110,8 @@ def _prior_z(w: _Weights, hidden: Tensor, t: int, noise: Tensor | None, offsets:
 
 def _rollout_returns(
     w: _Weights, h: Tensor, z: Tensor, actions: Tensor, sample: bool, generator: torch.Generator | None
-) -> Tensor:
-    """h (R, D), z (R, S), actions (L, R, A) -> summed predicted rewards (R,)."""
+) -> tuple[Tensor, Tensor, Tensor]:
+    """h (R, D), z (R, S), actions (L, R, A) -> summed predicted rewards (R,), and the last h (R, D), z (R, S)."""
     L, D = actions.shape[0], w.belief_size
     action_in = F.linear(actions, w.transition_a, w.transition_b)  # (L, R, H): the whole horizon at once
     noise, offsets = _prior_noise(w, L, h, sample, generator)  # (L, R, S), (L, R, 2S), or None
@@ -128,13 +129,14 @@ def _rollout_returns(
         r = torch.addmm(w.reward_b1, h, w.reward_h).addmm_(z, w.reward_z)  # (R, H)
         r = elu_(torch.addmm(w.reward_b2, elu_(r), w.reward_w2))  # (R, H)
         returns = returns.addmv_(r, w.reward_w3)  # (R,)
-    return returns + L * w.reward_b3  # the last layer's bias, once per step
+    return returns + L * w.reward_b3, h, z  # the last layer's bias, once per step
 
 
 def _rollout_returns_stacked(
     w: _Weights, h: Tensor, z: Tensor, actions: Tensor, sample: bool, generator: torch.Generator | None
-) -> Tensor:
-    """``_rollout_returns`` in the fewest kernels a step (for a GPU): h (R, D), z (R, S), actions (L, R, A) -> (R,).
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``_rollout_returns`` in the fewest kernels a step (for a GPU): h (R, D), z (R, S), actions (L, R, A) ->
+    (R,), and the last h (R, D), z (R, S).
 
     The same noise as ``_rollout_returns``: one (L, R, S) draw from ``generator``."""
     L = actions.shape[0]
@@ -153,7 +155,7 @@ def _rollout_returns_stacked(
     r = F.elu(torch.addmm(w.reward_b1, h_all, w.reward_h).addmm_(z_all, w.reward_z))  # (L*R, H)
     r = F.elu(torch.addmm(w.reward_b2, r, w.reward_w2))  # (L*R, H)
     rewards = torch.addmv(w.reward_b3, r, w.reward_w3).view(L, -1)  # (L, R)
-    return rewards.sum(dim=0)  # (R,)
+    return rewards.sum(dim=0), h, z  # (R,), (R, D), (R, S)
 
 
 @torch.no_grad()
@@ -165,9 +167,12 @@ def imagined_returns(
     *,
     sample: bool = False,
     generator: torch.Generator | None = None,
+    value_head: nn.Module | None = None,
+    value_weight: float = 1.0,
 ) -> Tensor:
     """state (B), candidate actions (B, N, L, A) -> the predicted return of each candidate (B, N) under ``rssm``'s
-    prior and ``head``'s rewards.
+    prior and ``head``'s rewards, plus ``value_weight * value_head(h_L, z_L)`` at the last imagined state when
+    there is a value head (``model.value``; its forward, once per rollout).
 
     z follows the prior mean, or is sampled from the prior with ``generator`` when ``sample``."""
     B, N, L, _ = actions.shape
@@ -176,7 +181,11 @@ def imagined_returns(
     z = repeat(state.z, "b s -> (b n) s", n=N)  # (B*N, S)
     steps = rearrange(actions, "b n l a -> l (b n) a")  # (L, B*N, A)
     rollout = _rollout_returns if actions.device.type == "cpu" else _rollout_returns_stacked
-    chunks = [rollout(weights, h[rows], z[rows], steps[:, rows], sample, generator)
-              for rows in row_chunks(B * N, actions.device)]
+    chunks = []
+    for rows in row_chunks(B * N, actions.device):
+        returns, last_h, last_z = rollout(weights, h[rows], z[rows], steps[:, rows], sample, generator)  # (R,) ...
+        if value_head is not None:
+            returns = returns.add_(value_head(last_h, last_z), alpha=value_weight)  # (R,)
+        chunks.append(returns)
     returns = chunks[0] if len(chunks) == 1 else torch.cat(chunks)  # (B*N,)
     return rearrange(returns, "(b n) -> b n", b=B)

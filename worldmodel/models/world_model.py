@@ -29,6 +29,7 @@ from worldmodel.models.graphed import GraphedStep, set_capturable
 from worldmodel.models.latent_planning import imagined_returns
 from worldmodel.models.reward_head import RewardHead
 from worldmodel.models.rssm import RSSM, DiagGaussian, RSSMState, free_nats_kl, kl_divergence
+from worldmodel.models.value import LatentValue
 
 __all__ = [
     "WorldModelConfig",
@@ -77,6 +78,15 @@ class WorldModelConfig:
     AMX), else float32."""
     train_graph: bool = False
     """On a GPU, replay the whole training step as one CUDA graph after 3 eager steps (no effect on a CPU)."""
+    value: bool = False
+    """Learn a value of the latent state (``worldmodel/models/value.py``) and add discount^L times its prediction
+    for the last imagined state to each candidate's imagined rewards: the planner looks past its horizon."""
+    discount: float = 0.99
+    """The value's discount per agent step."""
+    value_lambda: float = 0.95
+    """lambda of the value's TD(lambda) targets."""
+    value_learning_rate: float = 3e-4
+    """Adam learning rate of the value head (its own optimizer)."""
 
     def __post_init__(self) -> None:
         for name in ("belief_size", "state_size", "hidden_size", "embedding_size", "cnn_depth"):
@@ -91,6 +101,9 @@ class WorldModelConfig:
         check(self.lr_warmup >= 0, f"model.lr_warmup must be >= 0, got {self.lr_warmup}")
         check(self.grad_clip > 0, f"model.grad_clip must be > 0, got {self.grad_clip}")
         check(1 <= self.bit_depth <= 8, f"model.bit_depth must be between 1 and 8, got {self.bit_depth}")
+        check(0 < self.discount <= 1, f"model.discount must be in (0, 1], got {self.discount}")
+        check(0 <= self.value_lambda <= 1, f"model.value_lambda must be in [0, 1], got {self.value_lambda}")
+        check(self.value_learning_rate > 0, f"model.value_learning_rate must be > 0, got {self.value_learning_rate}")
         check(
             self.train_dtype in ("float32", "bfloat16", "auto"),
             f"model.train_dtype must be float32, bfloat16 or auto, got {self.train_dtype!r}",
@@ -172,6 +185,19 @@ class WorldModel(nn.Module):
         # Adam keeps references to the Parameter objects, which ``.to(device)`` moves in place,
         # and creates its moment buffers lazily, so moving the model after this line is fine.
         self.optimizer = torch.optim.Adam(self.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
+        self._world_parameters = list(self.parameters())  # what the optimizer steps and the clip measures
+        self.value = (
+            LatentValue(
+                belief_size=cfg.belief_size,
+                state_size=cfg.state_size,
+                hidden_size=cfg.hidden_size,
+                discount=cfg.discount,
+                lam=cfg.value_lambda,
+                learning_rate=cfg.value_learning_rate,
+            )
+            if cfg.value
+            else None
+        )  # after the optimizer: the value head has its own
         self._graphed_step: GraphedStep | None = None  # model.train_graph on a GPU, made on the first step
         self.updates = 0  # Adam steps taken (the learning-rate warm-up's clock; restored with the optimizer)
 
@@ -258,11 +284,13 @@ class WorldModel(nn.Module):
 
         Rolls the prior L steps for all B * N candidates at once and sums the reward head's
         predictions as it goes; nothing is stored and nothing leaves the device. z follows the
-        prior mean unless ``sample`` (PlaNet samples, from ``generator``; ``planner.sample``). The fast rollout
-        lives in ``latent_planning``; it equals ``imagine`` followed by ``reward``.
+        prior mean unless ``sample`` (PlaNet samples, from ``generator``; ``planner.sample``). With
+        ``model.value``, discount^L times the value of the last imagined state is added. The fast rollout lives in
+        ``latent_planning``; it equals ``imagine`` followed by ``reward`` (and the value head).
         """
         return imagined_returns(
-            self.rssm, self.reward_head, state, actions, sample=sample, generator=generator
+            self.rssm, self.reward_head, state, actions, sample=sample, generator=generator,
+            value_head=self.value, value_weight=self.cfg.discount ** actions.shape[2],
         )
 
     # ---- training -------------------------------------------------------------------------
@@ -272,7 +300,8 @@ class WorldModel(nn.Module):
 
         recon: squared error summed over pixels, mean over (B, T) (a unit-variance Gaussian NLL up to
         a constant); reward: mean squared error; kl: KL(posterior || prior) per step, floored at
-        ``free_nats``, mean over (B, T).
+        ``free_nats``, mean over (B, T). With ``model.value`` the value head's loss on the chunk's (detached)
+        posterior states is added to the total it returns (its gradient reaches the value head only).
         """
         obs = self.preprocess(batch["obs"])  # (B, T, C, H, W)
         embed = self.encode(obs).float()  # (B, T, E)
@@ -281,6 +310,8 @@ class WorldModel(nn.Module):
         with torch.autocast(self.device.type, enabled=False):
             states, priors, posts = self.observe(embed, batch["action"], batch["is_first"])  # (B, T)
             reward = self.reward(states.h, states.z)  # (B, T)
+            if self.value is not None:
+                value_loss, value_metrics = self.value.loss(states.h, states.z, batch["reward"], batch["is_first"])
         recon = self.decode(states.h, states.z)  # (B, T, C, H, W), bf16 under autocast
         # Every loss term in fp32: the image loss takes the decoder's dtype and sums in fp32.
         recon_loss = SquaredErrorSum.apply(recon, obs, 1.0 / obs.shape[:-3].numel())  # sum over pixels, mean (B, T)
@@ -297,6 +328,9 @@ class WorldModel(nn.Module):
             "prior_std": priors.std.mean().detach(),
             "posterior_std": posts.std.mean().detach(),
         }
+        if self.value is not None:
+            metrics.update(value_metrics)
+            total = total + value_loss
         return total, metrics
 
     def train_step(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -327,17 +361,24 @@ class WorldModel(nn.Module):
             total, metrics = self.loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
-        metrics["grad_norm"] = nn.utils.clip_grad_norm_(self.parameters(), self.cfg.grad_clip).detach()
+        metrics["grad_norm"] = nn.utils.clip_grad_norm_(self._world_parameters, self.cfg.grad_clip).detach()
         self.optimizer.step()
+        if self.value is not None:
+            metrics["value_grad_norm"] = self.value.step()
         return metrics
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Weights and optimizer state, for ``save_checkpoint``."""
-        return {"model": self.state_dict(), "optimizer": self.optimizer.state_dict()}
+        state = {"model": self.state_dict(), "optimizer": self.optimizer.state_dict()}
+        if self.value is not None:
+            state["value_optimizer"] = self.value.checkpoint_state()
+        return state
 
     def load_checkpoint_state(self, state: Mapping[str, Any]) -> None:
         self.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.value is not None:
+            self.value.load_checkpoint_state(state["value_optimizer"])
         adam_state = next(iter(self.optimizer.state.values()), {})
         self.updates = int(adam_state["step"]) if "step" in adam_state else 0
         # New optimizer tensors: a recorded training step would write to the old ones.

@@ -4,10 +4,13 @@ or all of CEM 250 x 3's 750 action sequences a planner call, final AverageReturn
 iteration's four episodes), mean ± std over seeds. One sequence is one model rollout of the horizon, so the
 sequences per call are the planner's model evaluations per action up to the same factor for every row.
 
-The question it answers: does a planner reach CEM 250 x 3's return (the row ``cem_100``) with at most 25%
-of its model evaluations? ``budgets.png`` draws each planner's final return against its sequences per call.
+The questions it answers: does a planner reach CEM 250 x 3's return (the row ``cem_100``) with at most 25%
+of its model evaluations? And the issue's own: does one reach CEM 1000 x 4's (``cem_1000x4``: seed 001's
+candidates and iterations, 4000 sequences a call, on the same setting) with at most 25% of its evaluations
+(1000 sequences a call)? ``budgets.png`` draws each planner's final return against its sequences per call.
 
-Run names are ``<planner>_<percent of 750>``: ``rs_25`` ... ``mppi_100``; --tasks picks some of them.
+Run names are ``<planner>_<percent of 750>``: ``rs_25`` ... ``mppi_100``, and the reference ``cem_1000x4``;
+--tasks picks some of them.
 
 Scales:
   cpu    configs/state_default.yaml as ``make run`` trains it (videos off); seeds 0 1 2.
@@ -37,6 +40,10 @@ SETTINGS: dict[tuple[str, int], tuple[str, ...]] = {
     ("mppi", 50): ("planner.kind=mppi", "planner.candidates=125", "planner.elites=12"),
     ("mppi", 100): ("planner.kind=mppi",),
 }
+REFERENCE = "cem_1000x4"
+# Seed 001's CEM candidates and iterations on make run's setting; the elites keep make run's 10%.
+REFERENCE_SETTING = ("planner.candidates=1000", "planner.iterations=4", "planner.elites=100")
+REFERENCE_SEQUENCES = 4000
 # Sequences per call of each setting (tests check them against the resolved configs).
 SEQUENCES: dict[tuple[str, int], int] = {
     ("rs", 25): 187, ("rs", 50): 375, ("rs", 100): 750,
@@ -67,6 +74,14 @@ def reaches_cem_with_a_quarter(means: dict[str, float], random: float) -> bool:
     return max(quarter) >= means["cem_100"]
 
 
+def reaches_reference_with_a_quarter(means: dict[str, float], random: float) -> bool:
+    """Some run with at most a quarter of CEM 1000 x 4's sequences a call returns at least what it does
+    (KeyError: the reference was not run)."""
+    reference = means[REFERENCE]
+    cheap = [means[run_name(*key)] for key, n in SEQUENCES.items() if 4 * n <= REFERENCE_SEQUENCES and run_name(*key) in means]
+    return bool(cheap) and max(cheap) >= reference
+
+
 SCALES = (Scale("cpu", seeds=(0, 1, 2), config="configs/state_default.yaml"), STATE_SMOKE_SCALE)
 
 PLANNERS_TABLE = Table(
@@ -79,19 +94,32 @@ PLANNERS_TABLE = Table(
     ),
     scales=SCALES,
     columns=(),
-    runs=tuple(
-        Run(run_name(p, pct), None, (*SETTINGS[p, pct], "train.video_every=0"), {"smoke": SMOKE})
-        for (p, pct) in SETTINGS
+    runs=(
+        *(
+            Run(run_name(p, pct), None, (*SETTINGS[p, pct], "train.video_every=0"), {"smoke": SMOKE})
+            for (p, pct) in SETTINGS
+        ),
+        Run(REFERENCE, None, (*REFERENCE_SETTING, "train.video_every=0"), {"smoke": SMOKE}),
     ),
-    rows=tuple(Row(run_name(p, pct), run_name(p, pct), label(p, pct)) for (p, pct) in SETTINGS),
+    rows=(
+        *(Row(run_name(p, pct), run_name(p, pct), label(p, pct)) for (p, pct) in SETTINGS),
+        Row(REFERENCE, REFERENCE, f"CEM 1000 x 4 (seed 001's), {REFERENCE_SEQUENCES} sequences a call"),
+    ),
     findings=(
         ("a planner reaches CEM 250 x 3's return with at most 25% of its evaluations", reaches_cem_with_a_quarter),
+        (
+            "a planner reaches CEM 1000 x 4's return with at most 25% of its evaluations (1000 sequences a call)",
+            reaches_reference_with_a_quarter,
+        ),
     ),
     budgets=(
         Budgets(
             "budgets",
             "final AverageReturn against planning budget (HalfCheetah-v5)",
-            tuple((NAMES[p], run_name(p, pct), SEQUENCES[p, pct]) for (p, pct) in SETTINGS),
+            (
+                *((NAMES[p], run_name(p, pct), SEQUENCES[p, pct]) for (p, pct) in SETTINGS),
+                (NAMES["cem"], REFERENCE, REFERENCE_SEQUENCES),
+            ),
         ),
     ),
 )

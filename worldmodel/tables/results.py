@@ -284,6 +284,7 @@ def plot_budget(out: Path, budgets: Budgets, picked: set[str], seeds: list[int])
         name = f"{group} ({seeds_seen} seed{'s' * (seeds_seen > 1)})"
         ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=name)
     ax.set(title=budgets.title, xlabel=budgets.xlabel, ylabel="final AverageReturn (mean ± std over seeds)")
+    ax.set_xscale("log")  # budgets grow by factors
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.savefig(out / f"{budgets.name}.png", bbox_inches="tight")
