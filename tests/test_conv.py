@@ -78,7 +78,7 @@ def test_decoder_under_bf16_autocast_follows_the_fp32_decoder_and_gives_fp32_gra
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_squared_error_sum_gives_the_plain_loss_and_its_gradient(dtype: torch.dtype, channels_last: bool) -> None:
-    from worldmodel.models.world_model import SquaredErrorSum
+    from worldmodel.models.losses import SquaredErrorSum
 
     def laid_out(frames: torch.Tensor) -> torch.Tensor:  # (B, T, C, H, W) in (B, T, H, W, C) memory, as trained
         return frames.movedim(-3, -1).contiguous().movedim(-1, -3) if channels_last else frames
