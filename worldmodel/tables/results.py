@@ -265,6 +265,7 @@ def plot_budget(out: Path, budgets: Budgets, picked: set[str], seeds: list[int])
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     import numpy as np
 
     lines: dict[str, list[tuple[int, list[float]]]] = {}
@@ -284,7 +285,13 @@ def plot_budget(out: Path, budgets: Budgets, picked: set[str], seeds: list[int])
         name = f"{group} ({seeds_seen} seed{'s' * (seeds_seen > 1)})"
         ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=name)
     ax.set(title=budgets.title, xlabel=budgets.xlabel, ylabel="final AverageReturn (mean ± std over seeds)")
-    ax.set_xscale("log")  # budgets grow by factors
+    ax.set_xscale("log")  # budgets grow by factors; ticks at the budgets drawn, as plain numbers
+    ticks: list[int] = []
+    for budget in sorted({budget for points in lines.values() for budget, _ in points}):
+        if not ticks or budget > 1.1 * ticks[-1]:  # one tick for budgets within 10% (185 and 186)
+            ticks.append(budget)
+    ax.set_xticks(ticks, [str(b) for b in ticks])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.savefig(out / f"{budgets.name}.png", bbox_inches="tight")
