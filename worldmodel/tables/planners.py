@@ -78,7 +78,8 @@ def reaches_reference_with_a_quarter(means: dict[str, float], random: float) -> 
     """Some run with at most a quarter of CEM 1000 x 4's sequences a call returns at least what it does
     (KeyError: the reference was not run)."""
     reference = means[REFERENCE]
-    cheap = [means[run_name(*key)] for key, n in SEQUENCES.items() if 4 * n <= REFERENCE_SEQUENCES and run_name(*key) in means]
+    quarter = [run_name(*key) for key, n in SEQUENCES.items() if 4 * n <= REFERENCE_SEQUENCES]
+    cheap = [means[name] for name in quarter if name in means]
     return bool(cheap) and max(cheap) >= reference
 
 
