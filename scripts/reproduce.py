@@ -8,6 +8,7 @@
   python scripts/reproduce.py planet --scale cpu --tasks cartpole-swingup walker-walk --out runs/planet
   python scripts/reproduce.py planet --scale gpu --device cuda --out runs/planet_gpu   # 100k and 500k rows
   python scripts/reproduce.py mujoco --scale cpu --tasks HalfCheetah-v5 --out runs/mujoco
+  python scripts/reproduce.py dmc_state --tasks cheetah-run --out runs/dmc_state   # dm_control from states
   python scripts/reproduce.py planners --tasks cem_100 icem_25 mppi_25 --out runs/planners   # return per budget
   python scripts/reproduce.py seed001 --out runs/seed001 logger=none      # extra overrides for every run
 
@@ -25,6 +26,9 @@ Tables (worldmodel/tables/; each declares its scales, the first the default):
            (configs/pixels_planet.yaml to 500k env steps, seeds 0 1 2) and smoke (tests).
   mujoco   the state agent (configs/state_mujoco.yaml) on HalfCheetah, Hopper, Walker2d and Ant v5,
            AverageReturn at 100k env steps beside MBBL's PETS-CEM. Scales cpu, gpu (seeds 0 1 2) and smoke.
+  dmc_state the state agent (configs/state_dmc.yaml, the reward learned) on cartpole-swingup, cheetah-run and
+           walker-walk from their states at PlaNet's action repeats, AverageReturn at 100k env steps beside
+           TD-MPC2's state figure and the random policy. Scales cpu (seeds 0 1 2) and smoke.
   planners make run's HalfCheetah with random shooting, CEM, iCEM and MPPI at 25%, 50% and 100% of CEM 250 x 3's
            750 sequences a planner call (runs rs_25 ... mppi_100), and the reference CEM 1000 x 4 (cem_1000x4, 4000
            sequences): final AverageReturn, and budgets.png (return against sequences a call). Scales cpu (seeds

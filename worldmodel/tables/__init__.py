@@ -3,6 +3,7 @@
   seed001, seed000  the seeds' homework tables on the homework cheetah (``seeds.py``, state agent)
   planet            issue 21: the pixel agent on PlaNet's six DeepMind Control tasks (``planet.py``)
   mujoco            issue 19: the state agent on four gymnasium MuJoCo tasks (``mujoco.py``)
+  dmc_state         issue 19: the state agent on dm_control tasks from states, learned reward (``dmc_state.py``)
   planners          issue 20: each planner's return at a quarter, half and all of CEM's budget (``planners.py``)
 
 ``types.py`` holds what a table is made of (Scale, Column, Run, Row, Table); ``results.py`` reads the runs'
@@ -11,6 +12,7 @@ metrics into the table's rows and writes table.md and returns.png.
 
 from __future__ import annotations
 
+from worldmodel.tables.dmc_state import DMC_STATE_TABLE
 from worldmodel.tables.mujoco import MUJOCO_TABLE
 from worldmodel.tables.planet import PLANET_TABLE
 from worldmodel.tables.planners import PLANNERS_TABLE
@@ -18,10 +20,10 @@ from worldmodel.tables.seeds import SEED000, SEED001
 from worldmodel.tables.types import Column, Row, Run, Scale, Table
 
 TABLES: dict[str, Table] = {
-    table.name: table for table in (SEED001, SEED000, PLANET_TABLE, MUJOCO_TABLE, PLANNERS_TABLE)
+    table.name: table for table in (SEED001, SEED000, PLANET_TABLE, MUJOCO_TABLE, DMC_STATE_TABLE, PLANNERS_TABLE)
 }
 
 __all__ = [
-    "TABLES", "SEED001", "SEED000", "PLANET_TABLE", "MUJOCO_TABLE", "PLANNERS_TABLE",
+    "TABLES", "SEED001", "SEED000", "PLANET_TABLE", "MUJOCO_TABLE", "DMC_STATE_TABLE", "PLANNERS_TABLE",
     "Column", "Row", "Run", "Scale", "Table",
 ]
