@@ -10,6 +10,7 @@
   python scripts/reproduce.py mujoco --scale cpu --tasks HalfCheetah-v5 --out runs/mujoco
   python scripts/reproduce.py dmc_state --tasks cheetah-run --out runs/dmc_state   # dm_control from states
   python scripts/reproduce.py planners --tasks cem_100 icem_25 mppi_25 --out runs/planners   # return per budget
+  python scripts/reproduce.py planners_pixels --tasks icem_25 mppi_25 --out runs/planners_pixels   # the same, pixels
   python scripts/reproduce.py seed001 --out runs/seed001 logger=none      # extra overrides for every run
 
 Tables (worldmodel/tables/; each declares its scales, the first the default):
@@ -33,6 +34,9 @@ Tables (worldmodel/tables/; each declares its scales, the first the default):
            750 sequences a planner call (runs rs_25 ... mppi_100), and the reference CEM 1000 x 4 (cem_1000x4, 4000
            sequences): final AverageReturn, and budgets.png (return against sequences a call). Scales cpu (seeds
            0 1 2; 4-12 min a run on 2 cores, cem_1000x4 longer: RESULTS.md) and smoke.
+  planners_pixels  the pixel agent's CPU cartpole config (configs/pixels_cartpole_100k_cpu.yaml) with CEM, iCEM
+           and MPPI at 25%, 50% and 100% of its CEM 100 x 4's 400 sequences a call (runs cem_25 ... mppi_100):
+           evaluation return at 100k env steps, and budgets.png. Scales cpu (seeds 0 1 2) and smoke.
 --tasks picks some of a table's runs (default: all, in the table's order); its rows on other runs are left out.
 
 Each run is a normal run folder DIR/<run>_seed<N> (config.yaml, metrics.jsonl, checkpoint, ...), trained by

@@ -14,7 +14,7 @@ import pytest
 from worldmodel.agents.pixel_config import PixelAgentConfig
 from worldmodel.config import load_config
 from worldmodel.envs.pixels import resolved_action_repeat
-from worldmodel.tables import DMC_STATE_TABLE, MUJOCO_TABLE, PLANET_TABLE, PLANNERS_TABLE
+from worldmodel.tables import DMC_STATE_TABLE, MUJOCO_TABLE, PLANET_TABLE, PLANNERS_PIXELS_TABLE, PLANNERS_TABLE
 from worldmodel.tables.results import row_value
 from worldmodel.tables.types import Row
 
@@ -273,3 +273,35 @@ def test_planners_smoke_writes_the_rows_the_finding_and_the_budget_plot(tmp_path
     assert "CEM 1000 x 4" in reference_claim and unknown is None  # its run was not picked
     assert result["figures"] == ["budgets.png"] and (out / "budgets.png").stat().st_size > 0
     assert "![final AverageReturn against planning budget" in (out / "table.md").read_text()
+
+
+def test_planners_pixels_labels_count_the_sequences_each_resolved_config_evaluates():
+    """The pixel planners table's budgets: each run's resolved planner evaluates the sequences its label says,
+    a quarter, half or all of the CPU cartpole config's CEM 100 x 4."""
+    from worldmodel.planning import sequences_per_call
+    from worldmodel.tables.planners_pixels import FULL, SEQUENCES
+
+    config = ROOT / "configs" / "pixels_cartpole_100k_cpu.yaml"
+    assert sequences_per_call(load_config(PixelAgentConfig, config).planner) == FULL
+    for (planner, percent), sequences in SEQUENCES.items():
+        run = next(r for r in PLANNERS_PIXELS_TABLE.runs if r.name == f"{planner}_{percent}")
+        cfg = load_config(PixelAgentConfig, config, list(run.overrides_at("cpu")))
+        assert cfg.planner.kind == planner
+        assert sequences_per_call(cfg.planner) == sequences
+        assert abs(sequences / FULL - percent / 100) < 0.02, (planner, percent, sequences)
+
+
+def test_planners_pixels_smoke_writes_the_rows_the_finding_and_the_budget_plot(tmp_path):
+    """Pixel runs log no random policy's return: the finding, which needs none, is still checked."""
+    out = tmp_path / "planners_pixels"
+    tasks = ["cem_100", "mppi_25"]
+    assert call("planners_pixels", "--scale", "smoke", "--tasks", *tasks, "--out", str(out)) == 0
+    rows = table_rows(out)
+    assert list(rows) == tasks
+    for task in tasks:
+        evaluations = [r["AverageReturn"] for r in metrics(out / f"{task}_seed0") if "AverageReturn" in r]
+        assert rows[task]["mean"] == evaluations[-1] and rows[task]["random_policy_return"] is None
+    result = json.loads((out / "table.json").read_text())
+    ((claim, verdict),) = result["findings"].items()
+    assert "CEM 100 x 4" in claim and verdict == (rows["mppi_25"]["mean"] >= rows["cem_100"]["mean"])
+    assert result["figures"] == ["budgets.png"] and (out / "budgets.png").stat().st_size > 0

@@ -105,17 +105,18 @@ def build_table(table: Table, out: Path, seeds: list[int], rows: tuple[Row, ...]
 
 
 def check_findings(table: Table, rows: list[dict[str, Any]]) -> dict[str, bool | None]:
-    """Each of the source's findings -> true or false on our means (None while a row it needs is missing)."""
+    """Each of the source's findings -> true or false on our means (None while a row it needs is missing, or
+    the random policy's return where a finding needs it and the runs log none: the pixel agent's)."""
     means = {r["name"]: r["mean"] for r in rows}
     randoms = [r["random_policy_return"] for r in rows if r["random_policy_return"] is not None]
-    if any(value is None for value in means.values()) or not randoms:
+    if any(value is None for value in means.values()):
         return {claim: None for claim, _ in table.findings}
-    random = float(sum(randoms) / len(randoms))
+    random = float(sum(randoms) / len(randoms)) if randoms else None
     results: dict[str, bool | None] = {}
     for claim, holds in table.findings:
         try:
             results[claim] = bool(holds(means, random))
-        except KeyError:  # a row --tasks left out
+        except (KeyError, TypeError):  # a row --tasks left out; no random return to compare with
             results[claim] = None
     return results
 

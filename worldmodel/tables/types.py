@@ -107,8 +107,8 @@ class Budgets:
     xlabel: str = "action sequences a planner call (model rollouts per action)"
 
 
-Finding = tuple[str, Callable[[dict[str, float], float], bool]]
-"""(claim, check(means by row name, the random policy's return))."""
+Finding = tuple[str, Callable[[dict[str, float], float | None], bool]]
+"""(claim, check(means by row name, the random policy's return: None where the runs log none))."""
 
 
 @dataclass(frozen=True)
