@@ -65,16 +65,16 @@ def label(planner: str, percent: int) -> str:
     return f"{NAMES[planner]}, {sequences} sequences a call ({100 * sequences / FULL:.0f}% of CEM 250 x 3)"
 
 
-def reaches_cem_with_a_quarter(means: dict[str, float], random: float) -> bool:
-    """Some planner at a quarter of the budget returns at least what CEM 250 x 3 does (KeyError: a row it
-    needs was not run)."""
+def reaches_cem_with_a_quarter(means: dict[str, float], random: float | None) -> bool:
+    """Some planner at a quarter of the budget returns at least what the table's full-budget CEM (``cem_100``)
+    does (KeyError: a row it needs was not run). Serves the state and the pixel tables."""
     quarter = [means[name] for name in (run_name(p, 25) for p in NAMES) if name in means]
     if not quarter:
         raise KeyError("no run at a quarter of the budget")
     return max(quarter) >= means["cem_100"]
 
 
-def reaches_reference_with_a_quarter(means: dict[str, float], random: float) -> bool:
+def reaches_reference_with_a_quarter(means: dict[str, float], random: float | None) -> bool:
     """Some run with at most a quarter of CEM 1000 x 4's sequences a call returns at least what it does
     (KeyError: the reference was not run)."""
     reference = means[REFERENCE]

@@ -18,7 +18,7 @@ Scales:
 from __future__ import annotations
 
 from worldmodel.tables.planet import SMOKE
-from worldmodel.tables.planners import NAMES, run_name
+from worldmodel.tables.planners import NAMES, reaches_cem_with_a_quarter, run_name
 from worldmodel.tables.types import Budgets, Row, Run, Scale, Table
 
 CONFIG = "configs/pixels_cartpole_100k_cpu.yaml"
@@ -49,15 +49,6 @@ SEQUENCES: dict[tuple[str, int], int] = {
 def label(planner: str, percent: int) -> str:
     sequences = SEQUENCES[planner, percent]
     return f"{NAMES[planner]}, {sequences} sequences a call ({100 * sequences / FULL:.0f}% of CEM 100 x 4)"
-
-
-def reaches_cem_with_a_quarter(means: dict[str, float], random: float | None) -> bool:
-    """Some planner at a quarter of the budget returns at least what CEM 100 x 4 does (KeyError: a row it
-    needs was not run)."""
-    quarter = [means[name] for name in (run_name(p, 25) for p in ("cem", "icem", "mppi")) if name in means]
-    if not quarter:
-        raise KeyError("no run at a quarter of the budget")
-    return max(quarter) >= means["cem_100"]
 
 
 PLANNERS_PIXELS_TABLE = Table(
