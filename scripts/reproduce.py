@@ -43,8 +43,8 @@ Each run is a normal run folder DIR/<run>_seed<N> (config.yaml, metrics.jsonl, c
 train/agent.py's code in its own process through the sweep's trial runner (worldmodel/sweep.py: one run at a
 time here, or --parallel N on Ray where it is installed); its output goes to DIR/logs/<run>_seed<N>.log and
 DIR/sweep.json records each run's status. Calling the command again skips finished runs and resumes
-unfinished ones from their checkpoint; a run whose process dies is resumed up to --max-retries times. At the
-end it writes DIR/table.md (ours: mean +- std over seeds, where each figure was read, beside the published
+unfinished ones from their checkpoint; a run whose process dies is resumed up to --max-retries times
+(--table-only writes the table from what --out holds and starts no run). At the end it writes DIR/table.md (ours: mean +- std over seeds, where each figure was read, beside the published
 columns), DIR/table.json and DIR/returns.png, and for seed000 one PNG per figure of the seed beside them
 (DIR/fig2_dynamics_mse.png, ...: curves over the iterations, mean ± std over seeds), and for planners
 DIR/budgets.png. worldmodel/tables/results.py says which metrics row a figure is read from (an iteration, the
@@ -176,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-retries", type=int, default=2, metavar="N", help="resume a run whose process dies at most N times (2)"
     )
+    parser.add_argument(
+        "--table-only", action="store_true",
+        help="start no run: write the table from the runs already in --out (a row averages the seeds that have "
+        "its figure; the seeds column says how many), e.g. while some runs are still going or were gathered",
+    )
     parser.epilog = "Any other argument key.sub=value (anywhere on the line) overrides that field in every run."
     return parser
 
@@ -198,6 +203,8 @@ def reproduce(args: argparse.Namespace, command: str) -> None:
         raise UserError(f"unrecognized argument {bad[0]!r}; config overrides look like key.sub=value")
     out: Path = args.out
     check_out_dir(out, table, scale)
+    if args.table_only and not (out / MARKER).is_file():
+        raise UserError(f"--table-only writes the table of runs already in --out, and {out} holds no table's runs")
 
     # Every run's config is checked (and every existing folder compared) before anything runs.
     planned = plan_trials(table, scale, runs, seeds, args.device, args.overrides)
@@ -208,10 +215,12 @@ def reproduce(args: argparse.Namespace, command: str) -> None:
     (out / MARKER).write_text(json.dumps({"table": table.name, "scale": scale}) + "\n")
 
     started = time.perf_counter()
-    print(f"{table.name} ({scale}): {len(trials)} runs; each run's output: {out / 'logs'}/<run>.log", flush=True)
-    backend = "serial" if args.parallel == 1 else "auto"
-    results = run_trials(trials, out, backend=backend, max_concurrent=args.parallel, max_retries=args.max_retries)
-    failed = [result.name for result in results if result.status == "failed"]
+    failed = []
+    if not args.table_only:
+        print(f"{table.name} ({scale}): {len(trials)} runs; each run's output: {out / 'logs'}/<run>.log", flush=True)
+        backend = "serial" if args.parallel == 1 else "auto"
+        results = run_trials(trials, out, backend=backend, max_concurrent=args.parallel, max_retries=args.max_retries)
+        failed = [result.name for result in results if result.status == "failed"]
 
     rows = build_table(table, out, seeds, table.rows_for(scale, runs))
     runs_wall = sum((read_rows(out / trial.name) or [{}])[-1].get("wall_time", 0.0) for trial in trials)

@@ -222,6 +222,19 @@ def test_dmc_state_smoke_writes_the_row_beside_tdmpc2_and_the_random_policy(tmp_
     assert rows["walker-walk"]["random_policy_return"] == logged[0]["RandomReturn"]
     assert rows["walker-walk"]["published"] == {"TD-MPC2 (state), 100k": {"mean": 961.9, "std": 10.2}}
     assert "| random policy |" in (out / "table.md").read_text()
+    # --table-only starts nothing: a row averages the seeds that have its figure, one without any shows none.
+    assert call("dmc_state", "--scale", "smoke", "--table-only", "--tasks", "cheetah-run", "walker-walk",
+                "--seeds", "0", "1", "--out", str(out)) == 0
+    rows = table_rows(out)
+    assert (rows["walker-walk"]["seeds"], rows["walker-walk"]["mean"]) == (1, last["AverageReturn"])
+    assert (rows["cheetah-run"]["seeds"], rows["cheetah-run"]["mean"]) == (0, None)
+    assert sorted(p.name for p in out.glob("*_seed*")) == ["walker-walk_seed0"]
+
+
+def test_table_only_needs_a_folder_of_runs(tmp_path, capsys):
+    assert call("dmc_state", "--scale", "smoke", "--table-only", "--out", str(tmp_path / "none")) == 2
+    assert "holds no table's runs" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
 
 
 def test_planners_labels_count_the_sequences_each_resolved_config_evaluates():
