@@ -44,8 +44,8 @@ train/agent.py's code in its own process through the sweep's trial runner (world
 time here, or --parallel N on Ray where it is installed); its output goes to DIR/logs/<run>_seed<N>.log and
 DIR/sweep.json records each run's status. Calling the command again skips finished runs and resumes
 unfinished ones from their checkpoint; a run whose process dies is resumed up to --max-retries times
-(--table-only writes the table from what --out holds and starts no run). At the end it writes DIR/table.md (ours: mean +- std over seeds, where each figure was read, beside the published
-columns), DIR/table.json and DIR/returns.png, and for seed000 one PNG per figure of the seed beside them
+(--table-only writes the table from what --out holds and starts no run). At the end it writes DIR/table.md
+(ours: mean +- std over seeds, where each figure was read, beside the published columns), DIR/table.json and DIR/returns.png, and for seed000 one PNG per figure of the seed beside them
 (DIR/fig2_dynamics_mse.png, ...: curves over the iterations, mean ± std over seeds), and for planners
 DIR/budgets.png. worldmodel/tables/results.py says which metrics row a figure is read from (an iteration, the
 evaluation nearest below an env step count, or the last).
