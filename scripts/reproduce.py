@@ -45,9 +45,9 @@ time here, or --parallel N on Ray where it is installed); its output goes to DIR
 DIR/sweep.json records each run's status. Calling the command again skips finished runs and resumes
 unfinished ones from their checkpoint; a run whose process dies is resumed up to --max-retries times
 (--table-only writes the table from what --out holds and starts no run). At the end it writes DIR/table.md
-(ours: mean +- std over seeds, where each figure was read, beside the published columns), DIR/table.json and DIR/returns.png, and for seed000 one PNG per figure of the seed beside them
-(DIR/fig2_dynamics_mse.png, ...: curves over the iterations, mean ± std over seeds), and for planners
-DIR/budgets.png. worldmodel/tables/results.py says which metrics row a figure is read from (an iteration, the
+(ours: mean +- std over seeds, where each figure was read, beside the published columns), DIR/table.json and
+DIR/returns.png, and for seed000 one PNG per figure of the seed beside them (DIR/fig2_dynamics_mse.png, ...:
+curves over the iterations, mean ± std over seeds), and for planners DIR/budgets.png. worldmodel/tables/results.py says which metrics row a figure is read from (an iteration, the
 evaluation nearest below an env step count, or the last).
 
 seed001 --scale full is meant for a GPU: on 2 CPU cores it takes about 8.5 hours a seed

@@ -22,10 +22,14 @@ from worldmodel.tables.seeds import SEED000, SEED001
 from worldmodel.tables.types import Column, Row, Run, Scale, Table
 
 TABLES: dict[str, Table] = {
-    table.name: table for table in (SEED001, SEED000, PLANET_TABLE, MUJOCO_TABLE, DMC_STATE_TABLE, PLANNERS_TABLE, PLANNERS_PIXELS_TABLE)
+    table.name: table
+    for table in (
+        SEED001, SEED000, PLANET_TABLE, MUJOCO_TABLE, DMC_STATE_TABLE, PLANNERS_TABLE, PLANNERS_PIXELS_TABLE
+    )
 }
 
 __all__ = [
-    "TABLES", "SEED001", "SEED000", "PLANET_TABLE", "MUJOCO_TABLE", "DMC_STATE_TABLE", "PLANNERS_TABLE", "PLANNERS_PIXELS_TABLE",
+    "TABLES", "SEED001", "SEED000", "PLANET_TABLE", "MUJOCO_TABLE", "DMC_STATE_TABLE", "PLANNERS_TABLE",
+    "PLANNERS_PIXELS_TABLE",
     "Column", "Row", "Run", "Scale", "Table",
 ]

@@ -93,6 +93,13 @@ TASK_SETTINGS: dict[str, dict[str, tuple[str, ...]]] = {
     "cartpole-swingup": {"cpu": ()},
     "finger-spin": {"cpu": (*CPU, "planner.kind=icem")},
 }
+PIXEL_SMOKE_SCALE = Scale(
+    "smoke",
+    seeds=(0,),
+    config="configs/pixels_smoke.yaml",
+    note="Smoke scale (tests): a few short episodes with a tiny model; the values say nothing about the method.",
+)
+"""The pixel tables' smoke scale (this one's and the pixel planners table's)."""
 SCALES = (
     Scale(
         "cpu",
@@ -110,12 +117,7 @@ SCALES = (
         config="configs/pixels_planet.yaml",
         note="GPU scale: PlaNet's sizes (configs/pixels_planet.yaml) to 500 episodes = 500k env steps.",
     ),
-    Scale(
-        "smoke",
-        seeds=(0,),
-        config="configs/pixels_smoke.yaml",
-        note="Smoke scale (tests): a few short episodes with a tiny model; the values say nothing about the method.",
-    ),
+    PIXEL_SMOKE_SCALE,
 )
 
 

@@ -17,7 +17,7 @@ Scales:
 
 from __future__ import annotations
 
-from worldmodel.tables.planet import SMOKE
+from worldmodel.tables.planet import PIXEL_SMOKE_SCALE, SMOKE
 from worldmodel.tables.planners import NAMES, reaches_cem_with_a_quarter, run_name
 from worldmodel.tables.types import Budgets, Row, Run, Scale, Table
 
@@ -60,13 +60,10 @@ PLANNERS_PIXELS_TABLE = Table(
     ),
     scales=(
         Scale("cpu", seeds=(0, 1, 2), config=CONFIG),
-        Scale("smoke", seeds=(0,), config="configs/pixels_smoke.yaml", note="Smoke scale (tests): seconds a run."),
+        PIXEL_SMOKE_SCALE,
     ),
     columns=(),
-    runs=tuple(
-        Run(run_name(p, pct), None, SETTINGS[p, pct], {"smoke": SMOKE})
-        for (p, pct) in SETTINGS
-    ),
+    runs=tuple(Run(run_name(p, pct), None, SETTINGS[p, pct], {"smoke": SMOKE}) for (p, pct) in SETTINGS),
     rows=tuple(Row(run_name(p, pct), run_name(p, pct), label(p, pct), env_steps=EVAL_AT) for (p, pct) in SETTINGS),
     findings=(
         ("a planner reaches CEM 100 x 4's return with at most 25% of its evaluations", reaches_cem_with_a_quarter),
