@@ -85,6 +85,7 @@ def test_exponent_without_a_dot_is_a_number():
         (["planner.horizon=0"], "planner.horizon must be >= 1"),
         (["env.num_envs=0"], "env.num_envs must be >= 1"),
         (["model.ensemble_size=0"], "model.ensemble_size must be >= 1"),
+        (["model.termination_penalty=-1"], "model.termination_penalty must be >= 0"),
         (["train.iterations=0"], "train.iterations must be >= 1"),
         (["device=tpu"], "device must be auto, cpu or cuda"),
     ],

@@ -10,10 +10,10 @@ from worldmodel.models.dynamics import DynamicsEnsemble, EnsembleConfig
 S, A, H = 2, 1, 4  # state (x, v), one action, hidden width
 
 
-def counting_model(learn_reward: bool, learn_termination: bool) -> DynamicsEnsemble:
+def counting_model(learn_reward: bool, learn_termination: bool, termination_penalty: float = 0.0) -> DynamicsEnsemble:
     """A hand-set ensemble on (x, v): x' = x + 1; the learned reward is x (the current state's), the learned
     termination logit 10 (x - 2.5), so a rollout from x = 0 terminates on the step taken from x = 3."""
-    cfg = EnsembleConfig(ensemble_size=2, hidden_size=H, num_layers=2)
+    cfg = EnsembleConfig(ensemble_size=2, hidden_size=H, num_layers=2, termination_penalty=termination_penalty)
     model = DynamicsEnsemble(
         cfg, obs_size=S, action_size=A, model_input_dims=(0, 1), learn_reward=learn_reward,
         learn_termination=learn_termination,
@@ -54,6 +54,14 @@ def test_known_termination_stops_the_return_after_the_terminating_step() -> None
     torch.testing.assert_close(rollout(model, 6, next_x_reward), torch.full((1, 3), 21.0))
     torch.testing.assert_close(rollout(model, 6, next_x_reward, reaches_three), torch.full((1, 3), 6.0))
     torch.testing.assert_close(rollout(model, 2, next_x_reward, reaches_three), torch.full((1, 3), 3.0))
+
+
+def test_termination_penalty_is_paid_once_at_the_terminating_step() -> None:
+    model = counting_model(False, False, termination_penalty=100.0)
+    # 1 + 2 + 3, minus the penalty once (not again on the steps after the end); no end within 2 steps: no penalty.
+    torch.testing.assert_close(rollout(model, 6, next_x_reward, reaches_three), torch.full((1, 3), 6.0 - 100.0))
+    torch.testing.assert_close(rollout(model, 2, next_x_reward, reaches_three), torch.full((1, 3), 3.0))
+    torch.testing.assert_close(rollout(model, 6, next_x_reward), torch.full((1, 3), 21.0))  # never ends: none
 
 
 def test_learned_reward_and_termination_heads_drive_the_rollout() -> None:

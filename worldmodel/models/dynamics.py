@@ -53,12 +53,17 @@ class EnsembleConfig:
     """When imagined rollouts end (no reward after that step): known: the env's own rule on predicted states
     (never, for envs that do not terminate); learned: a termination output of each member; auto: known where
     the project has the rule, learned elsewhere."""
+    termination_penalty: float = 0.0
+    """Subtracted from an imagined rollout's return at the step it terminates: ending a rollout only stops its
+    reward, so within a short horizon a fall costs a few healthy rewards, less than the forward reward it buys;
+    the penalty stands for the episode's lost future. 0: no penalty (rollouts only stop)."""
 
     def __post_init__(self) -> None:
         for name in ("ensemble_size", "hidden_size", "num_layers"):
             value = getattr(self, name)
             check(value >= 1, f"model.{name} must be >= 1, got {value}")
         check(self.learning_rate > 0, f"model.learning_rate must be > 0, got {self.learning_rate}")
+        check(self.termination_penalty >= 0, f"model.termination_penalty must be >= 0, got {self.termination_penalty}")
 
 
 def contiguous_spans(dims: tuple[int, ...]) -> list[tuple[int, int, int]]:
@@ -266,6 +271,7 @@ class DynamicsEnsemble(nn.Module):
         E, K, S = self.ensemble_size, len(self.model_input_dims), self.obs_size
         L, R, _ = step_actions.shape
         ends = termination_fn is not None or self.learn_termination
+        penalty = self.cfg.termination_penalty
         x = state.new_empty(E, R, self.in_size)  # (E, R, in), the model input, rewritten in place each step
         returns = state.new_zeros(E, R)  # (E, R)
         alive = torch.ones(E, R, dtype=torch.bool, device=state.device) if ends else None  # (E, R)
@@ -284,6 +290,8 @@ class DynamicsEnsemble(nn.Module):
                 # masked_fill, not a product: a diverged state after the end must not turn 0 x inf into NaN.
                 returns += reward.masked_fill(~alive, 0.0)
                 done = termination_fn(state, action, next_state) if termination_fn is not None else out[..., -1] > 0
+                if penalty:
+                    returns -= penalty * (done & alive)  # (E, R), once: at the step each rollout ends
                 alive &= ~done
             state = next_state
         return returns
