@@ -125,3 +125,14 @@ def test_heads_are_extra_outputs_of_each_member(reward: bool, termination: bool)
     heads = {"reward": reward, "termination": termination}
     assert set(losses) == {"dynamics"} | {head for head, learned in heads.items() if learned}
     assert all(loss.shape == (3,) for loss in losses.values())
+
+
+def test_policy_rollouts_pay_the_termination_penalty_as_planning_does() -> None:
+    """The BPTT policy's imagined return (seed 000 section 4) ends and pays the penalty as the planner's does."""
+    from worldmodel.agents.state_policies import policy_returns
+
+    model = counting_model(False, False, termination_penalty=100.0)
+    still = lambda state, hidden: (torch.zeros(*state.shape[:-1], A), None)  # noqa: E731  (E, B, A): no action
+    returns = policy_returns(model, still, torch.zeros(1, S), 6, next_x_reward, reaches_three)  # (E, B)
+    torch.testing.assert_close(returns, torch.full((2, 1), 6.0 - 100.0))
+    torch.testing.assert_close(returns.mean(dim=0), rollout(model, 6, next_x_reward, reaches_three)[0, :1])
