@@ -212,8 +212,8 @@ def policy_returns(
 ) -> Tensor:
     """Each member's imagined return of the policy over ``horizon`` steps from ``start`` (B, S) -> (E, B), with
     autograd: the policy acts on every member's own imagined state. The reward is ``reward_fn`` on the predicted
-    states or the learned one; a rollout ends where ``termination_fn`` (or the learned head) says so, paying ``model.termination_penalty``
-    there, as in ``DynamicsEnsemble.imagine_returns``."""
+    states or the learned one; a rollout ends where ``termination_fn`` (or the learned head) says so, paying
+    ``model.cfg.termination_penalty`` there, as in ``DynamicsEnsemble.imagine_returns``."""
     E, (B, S) = model.ensemble_size, start.shape
     state = start.expand(E, B, S)  # (E, B, S)
     hidden = None  # the GRU's (K, E*B, H), None for the MLP
