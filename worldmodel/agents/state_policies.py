@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from worldmodel.agents.state_config import PolicyConfig
 from worldmodel.envs.rewards import RewardFn
 from worldmodel.envs.terminations import TerminationFn
-from worldmodel.models.dynamics import DynamicsEnsemble
+from worldmodel.models.dynamics import DynamicsEnsemble, counted_reward
 from worldmodel.models.policy import PolicyNetwork
 
 ACTING_KINDS = ("bptt", "dagger")
@@ -227,10 +227,8 @@ def policy_returns(
         if alive is None:
             returns = returns + reward
         else:
-            returns = returns + reward.masked_fill(~alive, 0.0)
             done = termination_fn(state, action, next_state) if termination_fn is not None else end_probability > 0.5
-            if model.cfg.termination_penalty:
-                returns = returns - model.cfg.termination_penalty * (done & alive)  # once, at the step it ends
+            returns = returns + counted_reward(reward, alive, done, model.cfg.termination_penalty)
             alive = alive & ~done
         state = next_state
     return returns

@@ -66,6 +66,14 @@ class EnsembleConfig:
         check(self.termination_penalty >= 0, f"model.termination_penalty must be >= 0, got {self.termination_penalty}")
 
 
+def counted_reward(reward: Tensor, alive: Tensor, done: Tensor, penalty: float) -> Tensor:
+    """What one imagined step adds to a rollout's return, (E, R) each: its reward while the rollout is alive, and
+    minus ``penalty`` on the step it ends. The one rule for the planner's rollouts and the BPTT policy's."""
+    # masked_fill, not a product: a diverged state after the end must not turn 0 x inf into NaN.
+    counted = reward.masked_fill(~alive, 0.0)
+    return counted - penalty * (done & alive) if penalty else counted
+
+
 def contiguous_spans(dims: tuple[int, ...]) -> list[tuple[int, int, int]]:
     """Observation dims -> (input start, obs start, length) runs, so selecting them costs a
     copy per run instead of an index gather: (1, ..., 17, 19, 20) -> [(0, 1, 17), (17, 19, 2)]."""
@@ -287,11 +295,8 @@ class DynamicsEnsemble(nn.Module):
             if alive is None:
                 returns += reward  # (E, R)
             else:
-                # masked_fill, not a product: a diverged state after the end must not turn 0 x inf into NaN.
-                returns += reward.masked_fill(~alive, 0.0)
                 done = termination_fn(state, action, next_state) if termination_fn is not None else out[..., -1] > 0
-                if penalty:
-                    returns -= penalty * (done & alive)  # (E, R), once: at the step each rollout ends
+                returns += counted_reward(reward, alive, done, penalty)
                 alive &= ~done
             state = next_state
         return returns
